@@ -1,0 +1,15 @@
+//! The calculator service: `calculator.Calculator`, the original `Calculate` contract unchanged on
+//! the wire, plus one RPC of each streaming kind.
+//!
+//! # Layout
+//! - [`CalculatorService`]: the tonic service; each RPC converts wire types to domain types,
+//!   calls [`calcmesh_calc`], and converts back.
+//! - [`ServiceError`]: every domain error, and its one conversion to a [`tonic::Status`].
+//!
+//! Serve it with [`calcmesh_runtime::Server`](https://docs.rs/calcmesh-runtime) via [`server`].
+
+mod error;
+mod service;
+
+pub use error::ServiceError;
+pub use service::{CalculatorService, server};

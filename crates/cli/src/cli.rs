@@ -1,0 +1,158 @@
+//! The command line. Every flag can also be set by the environment variable named in `--help`.
+
+use std::net::SocketAddr;
+
+use calcmesh_runtime::{ClientConfig, ServerConfig, Target};
+use clap::{Args, Parser, Subcommand};
+
+/// calcmesh: gRPC microservices in Rust — a calculator, its clients, and the runtime around them.
+///
+/// Quick start:
+///   calcmesh serve calculator                 # serves calculator.Calculator on 127.0.0.1:50051
+///   calcmesh calc 10 + 5                      # → 15
+///   calcmesh factorize 600851475143           # → 71 839 1471 6857, one per line
+///
+/// Logs go to stderr; set CALCMESH_LOG (e.g. `debug`, `calcmesh_runtime=trace`) to change the level.
+#[derive(Debug, Parser)]
+#[command(name = "calcmesh", version, verbatim_doc_comment)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a service until SIGINT/SIGTERM, then drain gracefully and exit 0.
+    #[command(subcommand)]
+    Serve(Serve),
+    /// Compute NUM1 OP NUM2 with Calculate (unary), or many lines with CalculateStream (--stream).
+    ///
+    /// OP is one of + - * / % ^ (quote * and ^ in a shell: '*'). Exits 1 with the gRPC status on
+    /// error, e.g. `error: INVALID_ARGUMENT: division by zero in /`.
+    #[command(allow_negative_numbers = true)]
+    Calc(CalcArgs),
+    /// Statistics over numbers with Summarize (client streaming), or after each number with
+    /// RunningSummary (bidirectional, --running).
+    #[command(allow_negative_numbers = true)]
+    Summarize(SummarizeArgs),
+    /// The prime factors of N, ascending, one per line as the server streams them (server streaming).
+    Factorize(FactorizeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Serve {
+    /// Serve calculator.Calculator (plus grpc.health.v1 and server reflection).
+    Calculator(ServerArgs),
+}
+
+/// Options every server takes.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Address to listen on. Port 0 picks a free port; the bound address is printed on stdout as
+    /// `listening on ADDR`.
+    #[arg(long, env = "CALCMESH_LISTEN", default_value = "127.0.0.1:50051")]
+    pub(crate) listen: SocketAddr,
+    /// Largest request message accepted, in bytes; larger fails with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CALCMESH_MAX_MESSAGE_SIZE", default_value_t = ServerConfig::default().max_message_size)]
+    pub(crate) max_message_size: usize,
+    /// Concurrent calls (HTTP/2 streams) allowed on one connection.
+    #[arg(long, env = "CALCMESH_MAX_CONCURRENT_STREAMS", default_value_t = ServerConfig::default().max_concurrent_streams)]
+    pub(crate) max_concurrent_streams: u32,
+    /// Time in-flight calls get to finish after SIGTERM/SIGINT (e.g. 10s, 500ms).
+    #[arg(long, env = "CALCMESH_GRACE_PERIOD", default_value_t = ServerConfig::default().grace_period.into())]
+    pub(crate) grace_period: humantime::Duration,
+    /// Interval of HTTP/2 keepalive PINGs (and TCP keepalive) on idle connections.
+    #[arg(long, env = "CALCMESH_KEEPALIVE_INTERVAL", default_value_t = ServerConfig::default().keepalive_interval.into())]
+    pub(crate) keepalive_interval: humantime::Duration,
+    /// How long a keepalive PING may go unanswered before the connection is closed.
+    #[arg(long, env = "CALCMESH_KEEPALIVE_TIMEOUT", default_value_t = ServerConfig::default().keepalive_timeout.into())]
+    pub(crate) keepalive_timeout: humantime::Duration,
+    /// Listen backlog: connections the kernel queues before they are accepted.
+    #[arg(long, env = "CALCMESH_BACKLOG", default_value_t = ServerConfig::default().backlog)]
+    pub(crate) backlog: u32,
+}
+
+impl ServerArgs {
+    pub(crate) fn config(&self) -> ServerConfig {
+        ServerConfig {
+            max_message_size: self.max_message_size,
+            max_concurrent_streams: self.max_concurrent_streams,
+            keepalive_interval: self.keepalive_interval.into(),
+            keepalive_timeout: self.keepalive_timeout.into(),
+            grace_period: self.grace_period.into(),
+            backlog: self.backlog,
+        }
+    }
+}
+
+/// Options every client command takes.
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// Where to call: host:port, http://host:port, or a static list ipv4:ADDR:PORT,ADDR:PORT.
+    #[arg(long, env = "CALCMESH_TARGET", default_value = "127.0.0.1:50051")]
+    pub(crate) target: Target,
+    /// Deadline for the whole call (sent to the server as grpc-timeout).
+    #[arg(long, env = "CALCMESH_TIMEOUT", default_value = "30s")]
+    pub(crate) timeout: humantime::Duration,
+    /// How long to wait for a TCP connection.
+    #[arg(long, env = "CALCMESH_CONNECT_TIMEOUT", default_value_t = ClientConfig::default().connect_timeout.into())]
+    pub(crate) connect_timeout: humantime::Duration,
+}
+
+impl ClientArgs {
+    pub(crate) fn config(&self) -> ClientConfig {
+        ClientConfig {
+            connect_timeout: self.connect_timeout.into(),
+            ..ClientConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CalcArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// Read `NUM1 OP NUM2` lines from stdin and send them over one CalculateStream; print one
+    /// result (or `error: CODE: message`) per line, in order.
+    #[arg(long, conflicts_with_all = ["num1", "op", "num2"])]
+    pub(crate) stream: bool,
+    /// Left operand.
+    #[arg(required_unless_present = "stream")]
+    pub(crate) num1: Option<f64>,
+    /// Operator: + - * / % ^
+    #[arg(required_unless_present = "stream")]
+    pub(crate) op: Option<String>,
+    /// Right operand.
+    #[arg(required_unless_present = "stream")]
+    pub(crate) num2: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SummarizeArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// Print the running summary after every number (RunningSummary) instead of one at the end.
+    #[arg(long)]
+    pub(crate) running: bool,
+    /// The numbers; when none are given, whitespace-separated numbers are read from stdin.
+    pub(crate) numbers: Vec<f64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FactorizeArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// The number to factorize: an integer from 2 to 18446744073709551615.
+    pub(crate) number: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,60 @@
+//! `calcmesh`: the calcmesh servers, clients and tools in one binary.
+//!
+//! # Layout
+//! - [`cli`]: the command line (clap): every flag, its environment variable and its default.
+//! - [`serve`]: `calcmesh serve …` — builds a service and hands it to the runtime's server.
+//! - [`client`]: `calcmesh calc | summarize | factorize` — one command per RPC kind.
+//!
+//! The binary only parses arguments and calls the libraries; exit status 0 is success, 1 a
+//! failed call or server error, 2 bad usage.
+
+mod cli;
+mod client;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn init_logging(default: &str) {
+    let filter =
+        EnvFilter::try_from_env("CALCMESH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    });
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(serve) => serve::run(serve).await,
+            Command::Calc(args) => client::calc(args).await,
+            Command::Summarize(args) => client::summarize(args).await,
+            Command::Factorize(args) => client::factorize(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Generated protobuf messages and gRPC stubs for calcmesh.
+//!
+//! # Layout
+//! - [`calculator`]: package `calculator` from `proto/calculator.proto` — the original
+//!   `Calculator/Calculate` contract plus the streaming RPCs.
+//! - [`FILE_DESCRIPTOR_SET`]: every file above, encoded, for server reflection.
+//!
+//! This is the only crate that generates code from `proto/`; every other crate uses these types.
+
+/// Package `calculator`: the calculator service, its messages, client and server.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod calculator {
+    tonic::include_proto!("calculator");
+}
+
+/// The encoded `FileDescriptorSet` of every calcmesh proto file, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/calcmesh_descriptor.bin"));

@@ -1,0 +1,20 @@
+//! The calcmesh mesh runtime: the one place that builds gRPC servers and the one place that
+//! builds gRPC channels. Services plug their tonic service in; everything a production gRPC
+//! server needs around it lives here.
+//!
+//! # Layout
+//! - [`server`]: [`Server`] — health, reflection, limits, connection accounting, graceful drain.
+//! - [`health`]: `grpc.health.v1` whose Watch streams end when the server drains.
+//! - [`limits`]: the max-message-size layer that answers RESOURCE_EXHAUSTED, as the gRPC spec says.
+//! - [`client`]: [`Target`] parsing and [`connect`], the one way to get a [`tonic::transport::Channel`].
+//! - [`shutdown`]: the SIGINT/SIGTERM future that starts a graceful drain.
+
+pub mod client;
+pub mod health;
+pub mod limits;
+pub mod server;
+pub mod shutdown;
+
+pub use client::{ClientConfig, ClientError, Target, connect};
+pub use health::HealthState;
+pub use server::{ServeError, Server, ServerConfig, ServerStats, bind};

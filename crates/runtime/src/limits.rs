@@ -1,0 +1,247 @@
+//! The per-message size limit, enforced on the wire.
+//!
+//! gRPC says a message larger than the receiver's limit fails with RESOURCE_EXHAUSTED; tonic's
+//! own decoder answers OUT_OF_RANGE. [`MessageSizeLimitLayer`] reads the 5-byte length prefix of
+//! every request message as it arrives and fails the call with RESOURCE_EXHAUSTED the moment a
+//! prefix announces more than the limit, before the payload is buffered. The layer only counts
+//! bytes passing by; it copies nothing.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Buf;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tonic::Status;
+use tonic::body::Body;
+
+/// A tower layer that fails request messages larger than `limit` bytes with RESOURCE_EXHAUSTED.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageSizeLimitLayer {
+    limit: usize,
+}
+
+impl MessageSizeLimitLayer {
+    /// A layer with a limit of `limit` bytes per (uncompressed) request message.
+    pub fn new(limit: usize) -> Self {
+        Self { limit }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for MessageSizeLimitLayer {
+    type Service = MessageSizeLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MessageSizeLimit {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The service made by [`MessageSizeLimitLayer`].
+#[derive(Debug, Clone)]
+pub struct MessageSizeLimit<S> {
+    inner: S,
+    limit: usize,
+}
+
+impl<S> tower_service::Service<http::Request<Body>> for MessageSizeLimit<S>
+where
+    S: tower_service::Service<http::Request<Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let limit = self.limit;
+        self.inner.call(req.map(|body| {
+            Body::new(LimitedBody {
+                inner: body,
+                limit,
+                scanner: FrameScanner::default(),
+                failed: None,
+            })
+        }))
+    }
+}
+
+/// A message announced larger than the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Oversized {
+    /// The announced length.
+    len: usize,
+    /// Where its prefix starts in the chunk being scanned.
+    prefix_start: usize,
+}
+
+/// Tracks gRPC message boundaries in a byte stream: `[flag:1][length:4 big-endian][payload]`.
+#[derive(Debug, Clone, Copy)]
+enum FrameScanner {
+    /// Reading a message prefix; `filled` of its 5 bytes seen so far.
+    Prefix { bytes: [u8; 5], filled: usize },
+    /// Skipping `remaining` payload bytes of the current message.
+    Payload { remaining: usize },
+}
+
+impl Default for FrameScanner {
+    fn default() -> Self {
+        FrameScanner::Prefix {
+            bytes: [0; 5],
+            filled: 0,
+        }
+    }
+}
+
+impl FrameScanner {
+    /// Advances over `chunk`. For the first message over `limit` it returns its announced length
+    /// and where its prefix starts in `chunk` (0 when the prefix began in an earlier chunk), so
+    /// the messages before it can still be delivered.
+    fn scan(&mut self, chunk: &[u8], limit: usize) -> Result<(), Oversized> {
+        let mut pos = 0;
+        let mut prefix_start = 0;
+        while pos < chunk.len() {
+            match self {
+                FrameScanner::Prefix { bytes, filled } => {
+                    if *filled == 0 {
+                        prefix_start = pos;
+                    }
+                    let n = (5 - *filled).min(chunk.len() - pos);
+                    bytes[*filled..*filled + n].copy_from_slice(&chunk[pos..pos + n]);
+                    *filled += n;
+                    pos += n;
+                    if *filled == 5 {
+                        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+                        let len = len as usize;
+                        if len > limit {
+                            return Err(Oversized { len, prefix_start });
+                        }
+                        *self = if len == 0 {
+                            FrameScanner::default()
+                        } else {
+                            FrameScanner::Payload { remaining: len }
+                        };
+                    }
+                }
+                FrameScanner::Payload { remaining } => {
+                    let n = (*remaining).min(chunk.len() - pos);
+                    *remaining -= n;
+                    pos += n;
+                    if *remaining == 0 {
+                        *self = FrameScanner::default();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct LimitedBody {
+        #[pin]
+        inner: Body,
+        limit: usize,
+        scanner: FrameScanner,
+        failed: Option<Status>,
+    }
+}
+
+impl HttpBody for LimitedBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if let Some(status) = this.failed.take() {
+            return Poll::Ready(Some(Err(status)));
+        }
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+            && let Err(oversized) = this.scanner.scan(data.chunk(), *this.limit)
+        {
+            let status = Status::resource_exhausted(format!(
+                "received message larger than max ({} vs. {} bytes)",
+                oversized.len, this.limit
+            ));
+            if oversized.prefix_start == 0 {
+                return Poll::Ready(Some(Err(status)));
+            }
+            // Deliver the whole messages before the oversized one; fail on the next poll.
+            *this.failed = Some(status);
+            let before = data.slice(..oversized.prefix_start);
+            return Poll::Ready(Some(Ok(Frame::data(before))));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(len: u32) -> Vec<u8> {
+        let mut m = vec![0];
+        m.extend_from_slice(&len.to_be_bytes());
+        m.resize(5 + len as usize, 7);
+        m
+    }
+
+    #[test]
+    fn messages_within_the_limit_pass_in_any_split() {
+        let stream: Vec<u8> = [message(3), message(0), message(10)].concat();
+        for split in 0..stream.len() {
+            let mut s = FrameScanner::default();
+            assert_eq!(s.scan(&stream[..split], 10), Ok(()));
+            assert_eq!(s.scan(&stream[split..], 10), Ok(()));
+            assert!(matches!(s, FrameScanner::Prefix { filled: 0, .. }));
+        }
+    }
+
+    #[test]
+    fn a_prefix_over_the_limit_fails_even_when_split() {
+        let stream: Vec<u8> = [message(4), message(11)].concat();
+        for split in 0..stream.len() {
+            // The oversized prefix occupies bytes 9..14.
+            let mut s = FrameScanner::default();
+            let result = s
+                .scan(&stream[..split], 10)
+                .and_then(|()| s.scan(&stream[split..], 10));
+            let err = result.unwrap_err();
+            assert_eq!(err.len, 11, "split at {split}");
+            let expected = match split {
+                0..=9 => 9 - split, // in the second chunk, after the first message's rest
+                10..=13 => 0,       // straddles: began in the first chunk
+                _ => 9,             // wholly in the first chunk
+            };
+            assert_eq!(err.prefix_start, expected, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        let mut s = FrameScanner::default();
+        for b in [message(2), message(1)].concat() {
+            assert_eq!(s.scan(&[b], 2), Ok(()));
+        }
+        let big = message(3);
+        let result = big.iter().try_for_each(|b| s.scan(&[*b], 2));
+        assert_eq!(result.unwrap_err().len, 3);
+    }
+}

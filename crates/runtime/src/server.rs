@@ -1,0 +1,242 @@
+//! The one place that builds gRPC servers.
+//!
+//! A [`Server`] wraps the services it is given with what every calcmesh server has:
+//! `grpc.health.v1` (see [`crate::health`]), server reflection v1 and v1alpha, a per-message size
+//! limit answering RESOURCE_EXHAUSTED, a cap on concurrent streams per connection, HTTP/2 and TCP
+//! keepalive, TCP_NODELAY, a deep listen backlog, a count of accepted connections, and a graceful
+//! drain: when the shutdown future completes, health turns NOT_SERVING, the listener closes,
+//! every connection gets a GOAWAY and in-flight calls have the grace period to finish.
+//!
+//! [`Server::serve`] takes an already-bound listener, so tests bind `127.0.0.1:0` and read the
+//! port back before serving.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_stream::StreamExt;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
+
+use crate::health::HealthState;
+use crate::limits::MessageSizeLimitLayer;
+
+/// Server limits and timings. [`Default`] gives production defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request message accepted, in bytes; larger → RESOURCE_EXHAUSTED. Default 4 MiB.
+    pub max_message_size: usize,
+    /// HTTP/2 streams (calls) one connection may have open at once. Default 1024.
+    pub max_concurrent_streams: u32,
+    /// How often to PING an idle HTTP/2 connection. Default 60 s.
+    pub keepalive_interval: Duration,
+    /// How long to wait for the PING ack before closing the connection. Default 20 s.
+    pub keepalive_timeout: Duration,
+    /// How long in-flight calls may take to finish after shutdown starts. Default 10 s.
+    pub grace_period: Duration,
+    /// Listen backlog: connections the kernel queues before `accept`. Default 1024.
+    pub backlog: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 4 * 1024 * 1024,
+            max_concurrent_streams: 1024,
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+            grace_period: Duration::from_secs(10),
+            backlog: 1024,
+        }
+    }
+}
+
+/// Counters a running server keeps.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    accepted: AtomicU64,
+}
+
+impl ServerStats {
+    /// TCP connections accepted since the server started.
+    pub fn connections_accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not be built from the registered descriptors.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("gRPC transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The listener failed.
+    #[error("listener failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Binds a TCP listener on `addr` with the configured backlog and `SO_REUSEADDR`.
+///
+/// # Errors
+/// The address is in use, not local, or not permitted.
+pub fn bind(addr: SocketAddr, config: &ServerConfig) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(config.backlog)
+}
+
+/// A gRPC server under construction: add services, then [`serve`](Server::serve).
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    routes: RoutesBuilder,
+    descriptors: Vec<&'static [u8]>,
+    health: HealthState,
+    stats: Arc<ServerStats>,
+}
+
+impl Server {
+    /// A server with no services yet.
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            config,
+            routes: RoutesBuilder::default(),
+            descriptors: Vec::new(),
+            health: HealthState::new(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Adds a tonic service; its health status starts as SERVING under its full name.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<
+                http::Request<Body>,
+                Response = http::Response<Body>,
+                Error = Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.health.set_serving(S::NAME, true);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Registers an encoded `FileDescriptorSet` for server reflection.
+    pub fn add_descriptors(mut self, file_descriptor_set: &'static [u8]) -> Self {
+        self.descriptors.push(file_descriptor_set);
+        self
+    }
+
+    /// The server's health: set a service NOT_SERVING to take it out of rotation.
+    pub fn health(&self) -> HealthState {
+        self.health.clone()
+    }
+
+    /// The server's counters, readable while it runs.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.stats.clone()
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    fn reflection(&self) -> tonic_reflection::server::Builder<'static> {
+        self.descriptors.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, fds| builder.register_encoded_file_descriptor_set(fds),
+        )
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains gracefully: health turns
+    /// NOT_SERVING, the listener closes, connections get a GOAWAY, and in-flight calls have
+    /// [`ServerConfig::grace_period`] to finish before the remaining connections are closed.
+    ///
+    /// # Errors
+    /// The reflection descriptors are invalid, or the transport fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let addr = listener.local_addr()?;
+        let reflection_v1 = self.reflection().build_v1()?;
+        let reflection_v1alpha = self.reflection().build_v1alpha()?;
+        let Server {
+            config,
+            mut routes,
+            health,
+            stats,
+            ..
+        } = self;
+        routes
+            .add_service(health.service())
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(config.keepalive_interval))
+            .map(move |conn| {
+                if let Ok(stream) = &conn {
+                    stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = ?stream.peer_addr().ok(), "connection accepted");
+                }
+                conn
+            });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .layer(MessageSizeLimitLayer::new(config.max_message_size))
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .http2_keepalive_interval(Some(config.keepalive_interval))
+            .http2_keepalive_timeout(Some(config.keepalive_timeout))
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(incoming, async {
+                // A dropped sender also means stop.
+                let _ = stop_rx.await;
+            });
+        let mut server = std::pin::pin!(server);
+        tracing::debug!(%addr, "serving");
+
+        tokio::select! {
+            result = &mut server => return result.map_err(ServeError::from),
+            () = shutdown => {}
+        }
+        let grace = config.grace_period;
+        tracing::info!(%addr, ?grace, "draining: health is NOT_SERVING, no new connections, in-flight calls may finish");
+        health.drain();
+        let _ = stop_tx.send(());
+        let started = Instant::now();
+        match tokio::time::timeout(grace, server).await {
+            Ok(result) => {
+                result?;
+                tracing::info!(%addr, elapsed = ?started.elapsed(), "drained: every connection closed");
+            }
+            Err(_) => {
+                tracing::warn!(%addr, ?grace, "grace period over: closing the connections still open")
+            }
+        }
+        Ok(())
+    }
+}
