@@ -1,0 +1,284 @@
+//! The `calcmesh` binary, as a user runs it: a real server process and real client processes.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use calcmesh_proto::calculator::Number;
+use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const BIN: &str = env!("CARGO_BIN_EXE_calcmesh");
+
+/// A `calcmesh serve calculator` process on a free port; killed if the test ends early.
+struct ServerProcess {
+    child: Child,
+    addr: String,
+}
+
+impl ServerProcess {
+    /// Starts the server and waits for its `listening on ADDR` line: the readiness signal.
+    async fn start() -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "calculator",
+                "--listen",
+                "127.0.0.1:0",
+                "--grace-period",
+                "5s",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start calcmesh");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the server announces its address within 10 s")
+            .unwrap()
+            .expect("a line on stdout");
+        let addr = line
+            .strip_prefix("listening on ")
+            .expect("`listening on ADDR`")
+            .to_owned();
+        Self { child, addr }
+    }
+
+    fn channel(&self) -> tonic::transport::Channel {
+        calcmesh_runtime::connect(&self.addr.parse().unwrap(), &Default::default()).unwrap()
+    }
+
+    async fn terminate(&mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn wait(mut self) -> (ExitStatus, String) {
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("exits after draining")
+            .unwrap();
+        let mut stderr = String::new();
+        tokio::io::AsyncReadExt::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr)
+            .await
+            .unwrap();
+        (status, stderr)
+    }
+}
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn calcmesh(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the client finishes")
+        .unwrap();
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn every_client_command_against_a_server_process() {
+    let mut server = ServerProcess::start().await;
+    let t = server.addr.clone();
+    let run = async |args: &[&str]| {
+        let mut all = vec![args[0], "--target", &t];
+        all.extend_from_slice(&args[1..]);
+        calcmesh(&all, "").await
+    };
+
+    let out = run(&["calc", "10", "+", "5"]).await;
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), "15\n"));
+    let out = run(&["calc", "-3", "^", "2"]).await;
+    assert_eq!(
+        out.stdout, "9\n",
+        "negative numbers need no `--`: {}",
+        out.stderr
+    );
+
+    let out = run(&["calc", "1", "/", "0"]).await;
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        "error: INVALID_ARGUMENT: division by zero in /\n"
+    );
+    let out = run(&["calc", "1e308", "*", "10"]).await;
+    assert_eq!(
+        out.stderr,
+        "error: OUT_OF_RANGE: result of 1e308 * 10 overflows a 64-bit float\n"
+    );
+
+    let out = calcmesh(
+        &["calc", "--target", &t, "--stream"],
+        "1 + 2\n4 / 0\n\n2 ^ 10\n",
+    )
+    .await;
+    assert_eq!(
+        out.stdout,
+        "3\nerror: INVALID_ARGUMENT: division by zero in /\n1024\n"
+    );
+    assert_eq!(out.code, Some(1), "a failed item makes the exit status 1");
+    let out = calcmesh(&["calc", "--target", &t, "--stream"], "1 + 2\nnot a line\n").await;
+    assert!(
+        out.stderr.contains("stdin line 2: expected `NUM1 OP NUM2`"),
+        "{}",
+        out.stderr
+    );
+    assert_ne!(out.code, Some(0));
+
+    let out = run(&["summarize", "1", "2", "3", "4"]).await;
+    assert_eq!(
+        out.stdout,
+        "count=4 sum=10 mean=2.5 min=1 max=4 variance=1.25\n"
+    );
+    let out = calcmesh(&["summarize", "--target", &t], "").await;
+    assert_eq!(out.stdout, "count=0 sum=0 mean=0 min=0 max=0 variance=0\n");
+    let out = calcmesh(&["summarize", "--target", &t, "--running"], "2\n4\n").await;
+    assert_eq!(
+        out.stdout,
+        "count=1 sum=2 mean=2 min=2 max=2 variance=0\ncount=2 sum=6 mean=3 min=2 max=4 variance=1\n"
+    );
+
+    let out = run(&["factorize", "600851475143"]).await;
+    assert_eq!(out.stdout, "71\n839\n1471\n6857\n");
+    let out = run(&["factorize", "1"]).await;
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            Some(1),
+            "error: INVALID_ARGUMENT: 1 has no prime factorization: give a number >= 2\n"
+        )
+    );
+
+    server.terminate().await;
+    let (status, _) = server.wait().await;
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn client_errors_are_clear() {
+    let out = calcmesh(&["calc", "--target", "nowhere", "1", "+", "1"], "").await;
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("missing port") && out.stderr.contains("accepted forms"),
+        "{}",
+        out.stderr
+    );
+
+    // Port 1 on loopback: nothing listens there in a test sandbox.
+    let out = calcmesh(&["calc", "--target", "127.0.0.1:1", "1", "+", "1"], "").await;
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.starts_with("error: UNAVAILABLE: ") && out.stderr.contains("onnection refused"),
+        "{}",
+        out.stderr
+    );
+
+    let out = calcmesh(&["serve", "calculator", "--listen", "not-an-address"], "").await;
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("--listen"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn help_names_every_environment_variable() {
+    let out = calcmesh(&["serve", "calculator", "--help"], "").await;
+    for var in [
+        "CALCMESH_LISTEN",
+        "CALCMESH_MAX_MESSAGE_SIZE",
+        "CALCMESH_GRACE_PERIOD",
+        "CALCMESH_MAX_CONCURRENT_STREAMS",
+    ] {
+        assert!(
+            out.stdout.contains(var),
+            "{var} missing from:\n{}",
+            out.stdout
+        );
+    }
+    let out = calcmesh(&["calc", "--help"], "").await;
+    assert!(
+        out.stdout.contains("CALCMESH_TARGET") && out.stdout.contains("[default: 127.0.0.1:50051]"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_calls_in_flight_then_exits_zero() {
+    let mut server = ServerProcess::start().await;
+    let mut health = HealthClient::new(server.channel());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "calculator.Calculator".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+
+    let mut client = CalculatorClient::new(server.channel());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(Number { value: 1.0 }).await.unwrap();
+    let mut summaries = client
+        .running_summary(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        summaries.message().await.unwrap().unwrap().count,
+        1,
+        "the call is in flight"
+    );
+
+    server.terminate().await;
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing,
+        "health says NOT_SERVING while draining"
+    );
+    for value in [2.0, 3.0] {
+        tx.send(Number { value }).await.unwrap();
+        assert_eq!(summaries.message().await.unwrap().unwrap().max, value);
+    }
+    drop(tx);
+    assert!(summaries.message().await.unwrap().is_none());
+
+    let (status, stderr) = server.wait().await;
+    assert!(status.success(), "exit status {status:?}\n{stderr}");
+    assert!(
+        stderr.contains("SIGTERM received") && stderr.contains("drained"),
+        "{stderr}"
+    );
+}
