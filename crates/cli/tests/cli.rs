@@ -1,115 +1,19 @@
 //! The `calcmesh` binary, as a user runs it: a real server process and real client processes.
 
-use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
+mod common;
 
 use calcmesh_proto::calculator::Number;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_calcmesh");
-
-/// A `calcmesh serve calculator` process on a free port; killed if the test ends early.
-struct ServerProcess {
-    child: Child,
-    addr: String,
-}
-
-impl ServerProcess {
-    /// Starts the server and waits for its `listening on ADDR` line: the readiness signal.
-    async fn start() -> Self {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "calculator",
-                "--listen",
-                "127.0.0.1:0",
-                "--grace-period",
-                "5s",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start calcmesh");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("the server announces its address within 10 s")
-            .unwrap()
-            .expect("a line on stdout");
-        let addr = line
-            .strip_prefix("listening on ")
-            .expect("`listening on ADDR`")
-            .to_owned();
-        Self { child, addr }
-    }
-
-    fn channel(&self) -> tonic::transport::Channel {
-        calcmesh_runtime::connect(&self.addr.parse().unwrap(), &Default::default()).unwrap()
-    }
-
-    async fn terminate(&mut self) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn wait(mut self) -> (ExitStatus, String) {
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("exits after draining")
-            .unwrap();
-        let mut stderr = String::new();
-        tokio::io::AsyncReadExt::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr)
-            .await
-            .unwrap();
-        (status, stderr)
-    }
-}
-
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn calcmesh(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("the client finishes")
-        .unwrap();
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
+use common::{ServerProcess, calcmesh};
 
 #[tokio::test]
 async fn every_client_command_against_a_server_process() {
-    let mut server = ServerProcess::start().await;
+    let mut server = ServerProcess::calcmesh().await;
     let t = server.addr.clone();
     let run = async |args: &[&str]| {
         let mut all = vec![args[0], "--target", &t];
@@ -234,7 +138,7 @@ async fn help_names_every_environment_variable() {
 
 #[tokio::test]
 async fn sigterm_drains_calls_in_flight_then_exits_zero() {
-    let mut server = ServerProcess::start().await;
+    let mut server = ServerProcess::calcmesh().await;
     let mut health = HealthClient::new(server.channel());
     let mut watch = health
         .watch(HealthCheckRequest {

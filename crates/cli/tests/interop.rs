@@ -1,0 +1,376 @@
+//! The interop matrix: Rust, Python (grpcio) and Node (@grpc/grpc-js) peers, each a real process,
+//! talking over loopback. Every cell runs `interop/scenario.json` — every RPC of
+//! `calculator.Calculator` with its expected result or status — so one file says what "the same
+//! semantics" means for all of them.
+//!
+//! | client ↓ / server → | Rust | Python (sync, asyncio) | Node |
+//! | --- | --- | --- | --- |
+//! | Rust library + CLI  | ✓    | ✓                      | ✓    |
+//! | Python              | ✓    |                        |      |
+//! | Node                | ✓    |                        |      |
+//!
+//! Plus the original contract both ways: the Node client that knows only `Calculate` against
+//! `calcmesh serve calculator`, and `calcmesh calc` against a Python server of only `Calculate`.
+//!
+//! The peers need `interop/setup` (run by `./scripts/test`): a missing venv or `node_modules`
+//! fails these tests with that instruction rather than skipping them.
+
+mod common;
+
+use std::path::PathBuf;
+
+use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+use calcmesh_proto::calculator::{FactorizeRequest, Number, Request, Summary};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use common::{ServerProcess, calcmesh, root, run};
+
+fn python() -> PathBuf {
+    let python = root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./interop/setup (./scripts/test does)",
+        python.display()
+    );
+    python
+}
+
+fn node_script(name: &str) -> PathBuf {
+    let modules = root().join("interop/node/node_modules/@grpc/grpc-js");
+    assert!(
+        modules.exists(),
+        "{} is missing: run ./interop/setup (./scripts/test does)",
+        modules.display()
+    );
+    root().join("interop/node").join(name)
+}
+
+fn python_script(name: &str) -> String {
+    root()
+        .join("interop/python")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+async fn python_server(args: &[&str]) -> ServerProcess {
+    let script = python_script("calc_server.py");
+    let mut all = vec![script.as_str(), "--port", "0"];
+    all.extend_from_slice(args);
+    ServerProcess::start(python(), &all).await
+}
+
+async fn node_server() -> ServerProcess {
+    let script = node_script("server.js").display().to_string();
+    ServerProcess::start("node", &[&script, "--port", "0"]).await
+}
+
+fn cases() -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join("interop/scenario.json")).unwrap();
+    let scenario: Value = serde_json::from_str(&text).unwrap();
+    scenario["cases"].as_array().unwrap().clone()
+}
+
+/// A scenario number: JSON numbers, or the strings "NaN" / "Infinity".
+fn number(v: &Value) -> f64 {
+    v.as_f64()
+        .unwrap_or_else(|| v.as_str().unwrap().parse().unwrap())
+}
+
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn request(r: &Value) -> Request {
+    Request {
+        num1: number(&r["num1"]),
+        num2: number(&r["num2"]),
+        operator: r["operator"].as_str().unwrap().into(),
+    }
+}
+
+fn numbers(values: &Value) -> impl tokio_stream::Stream<Item = Number> + use<> {
+    let list: Vec<Number> = values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| Number { value: number(v) })
+        .collect();
+    tokio_stream::iter(list)
+}
+
+fn code_name(code: i32) -> String {
+    format!("{:?}", tonic::Code::from(code))
+}
+
+/// "INVALID_ARGUMENT" → tonic's `InvalidArgument` spelling, for comparing.
+fn expected_code(expect: &Value) -> Option<String> {
+    expect["code"].as_str().map(|s| {
+        s.split('_')
+            .map(|w| w[..1].to_owned() + &w[1..].to_lowercase())
+            .collect()
+    })
+}
+
+fn same_summary(got: &Summary, want: &Value) -> bool {
+    let fields = [
+        got.count as f64,
+        got.sum,
+        got.mean,
+        got.min,
+        got.max,
+        got.variance,
+    ];
+    ["count", "sum", "mean", "min", "max", "variance"]
+        .iter()
+        .zip(fields)
+        .all(|(k, g)| close(g, number(&want[k])))
+}
+
+/// Runs one case with the Rust client; `Err` says what differed.
+async fn run_case(client: &mut CalculatorClient<Channel>, case: &Value) -> Result<(), String> {
+    let expect = &case["expect"];
+    let mut code = None;
+    let mut fail = |status: tonic::Status| code = Some(format!("{:?}", status.code()));
+    match case["rpc"].as_str().unwrap() {
+        "Calculate" => match client.calculate(request(&case["request"])).await {
+            Ok(r)
+                if expect
+                    .get("result")
+                    .is_some_and(|w| close(r.get_ref().result, number(w))) => {}
+            Ok(r) => return Err(format!("result {}, expected {expect}", r.get_ref().result)),
+            Err(s) => fail(s),
+        },
+        "CalculateStream" => {
+            let items: Vec<Request> = case["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(request)
+                .collect();
+            let mut stream = client
+                .calculate_stream(tokio_stream::iter(items))
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner();
+            let want = expect["responses"].as_array().unwrap();
+            let mut i = 0;
+            while let Some(r) = stream.message().await.map_err(|s| s.to_string())? {
+                let w = want.get(i).ok_or("more responses than requests")?;
+                let ok = match (&r.error, expected_code(w)) {
+                    (Some(e), Some(c)) => code_name(e.code) == c,
+                    (None, None) => close(r.result, number(&w["result"])),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!("response {i}: {r:?}, expected {w}"));
+                }
+                i += 1;
+            }
+            if i != want.len() {
+                return Err(format!("{i} responses, expected {}", want.len()));
+            }
+        }
+        "Summarize" => match client.summarize(numbers(&case["numbers"])).await {
+            Ok(s)
+                if expect
+                    .get("summary")
+                    .is_some_and(|w| same_summary(s.get_ref(), w)) => {}
+            Ok(s) => return Err(format!("summary {:?}, expected {expect}", s.get_ref())),
+            Err(s) => fail(s),
+        },
+        "Factorize" => {
+            let n: u64 = case["number"].as_str().unwrap().parse().unwrap();
+            match client.factorize(FactorizeRequest { number: n }).await {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    let mut got = Vec::new();
+                    while let Some(f) = stream.message().await.map_err(|s| s.to_string())? {
+                        got.push(Value::String(f.prime.to_string()));
+                    }
+                    if Some(&Value::Array(got.clone())) != expect.get("factors") {
+                        return Err(format!("factors {got:?}, expected {expect}"));
+                    }
+                }
+                Err(s) => fail(s),
+            }
+        }
+        "RunningSummary" => {
+            let mut stream = client
+                .running_summary(numbers(&case["numbers"]))
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner();
+            let want = expect["summaries"].as_array().unwrap();
+            let mut i = 0;
+            loop {
+                match stream.message().await {
+                    Ok(Some(s)) => {
+                        if !want.get(i).is_some_and(|w| same_summary(&s, w)) {
+                            return Err(format!("summary {i}: {s:?}, expected {:?}", want.get(i)));
+                        }
+                        i += 1;
+                    }
+                    Ok(None) => break,
+                    Err(s) => {
+                        fail(s);
+                        break;
+                    }
+                }
+            }
+            if i != want.len() {
+                return Err(format!("{i} summaries, expected {}", want.len()));
+            }
+        }
+        other => return Err(format!("unknown rpc {other}")),
+    }
+    if code != expected_code(expect) {
+        return Err(format!(
+            "status {code:?}, expected {:?}",
+            expected_code(expect)
+        ));
+    }
+    Ok(())
+}
+
+/// The Rust library client runs the whole scenario against `server`.
+async fn rust_client_scenario(server: &ServerProcess) {
+    let mut client = CalculatorClient::new(server.channel());
+    let cases = cases();
+    let failures: Vec<String> = {
+        let mut out = Vec::new();
+        for case in &cases {
+            if let Err(problem) = run_case(&mut client, case).await {
+                out.push(format!("{}: {problem}", case["name"]));
+            }
+        }
+        out
+    };
+    assert!(
+        failures.is_empty(),
+        "against {}:\n{}",
+        server.addr,
+        failures.join("\n")
+    );
+    assert!(cases.len() >= 20, "the scenario covers every RPC");
+}
+
+/// The `calcmesh` CLI, one command per RPC kind, against `server`.
+async fn rust_cli(server: &ServerProcess) {
+    let t = server.addr.as_str();
+    let out = calcmesh(&["calc", "--target", t, "6", "*", "7"], "").await;
+    assert_eq!(out.stdout, "42\n", "{}", out.stderr);
+    let out = calcmesh(&["calc", "--target", t, "--stream"], "1 + 1\n1 / 0\n").await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert_eq!(lines[0], "2");
+    assert!(
+        lines[1].starts_with("error: INVALID_ARGUMENT: "),
+        "{}",
+        out.stdout
+    );
+    let out = calcmesh(&["summarize", "--target", t, "1", "2", "3"], "").await;
+    assert_eq!(
+        out.stdout, "count=3 sum=6 mean=2 min=1 max=3 variance=0.6666666666666666\n",
+        "{}",
+        out.stderr
+    );
+    let out = calcmesh(&["summarize", "--running", "--target", t, "5", "7"], "").await;
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stderr);
+    let out = calcmesh(&["factorize", "--target", t, "18446743979220271189"], "").await;
+    assert_eq!(out.stdout, "4294967279\n4294967291\n", "{}", out.stderr);
+    let out = calcmesh(&["calc", "--target", t, "1e308", "*", "10"], "").await;
+    assert!(
+        out.stderr.starts_with("error: OUT_OF_RANGE: "),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A peer's scenario client: its last line must be `N passed, 0 failed`.
+fn assert_scenario_passed(who: &str, out: common::Output) {
+    let last = out.stdout.lines().last().unwrap_or_default();
+    assert!(
+        out.code == Some(0) && last.ends_with(" passed, 0 failed"),
+        "{who}: exit {:?}\n{}\n{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn rust_client_against_python_servers() {
+    for mode in [&[][..], &["--asyncio"][..]] {
+        let server = python_server(mode).await;
+        rust_client_scenario(&server).await;
+        rust_cli(&server).await;
+    }
+}
+
+#[tokio::test]
+async fn rust_client_against_node_server() {
+    let server = node_server().await;
+    rust_client_scenario(&server).await;
+    rust_cli(&server).await;
+}
+
+#[tokio::test]
+async fn rust_client_against_rust_server() {
+    let server = ServerProcess::calcmesh().await;
+    rust_client_scenario(&server).await;
+}
+
+#[tokio::test]
+async fn python_client_against_rust_server() {
+    let server = ServerProcess::calcmesh().await;
+    let script = python_script("calc_client.py");
+    let out = run(
+        python(),
+        &[&script, "--target", &server.addr, "scenario"],
+        "",
+    )
+    .await;
+    assert_scenario_passed("python client", out);
+}
+
+#[tokio::test]
+async fn node_client_against_rust_server() {
+    let server = ServerProcess::calcmesh().await;
+    let script = node_script("client.js").display().to_string();
+    let out = run("node", &[&script, "--target", &server.addr, "scenario"], "").await;
+    assert_scenario_passed("node client", out);
+}
+
+#[tokio::test]
+async fn original_contract_node_client_against_calcmesh() {
+    let server = ServerProcess::calcmesh().await;
+    let script = node_script("legacy_client.js").display().to_string();
+    let out = run("node", &[&script, "--target", &server.addr], "").await;
+    assert_eq!(
+        out.stdout,
+        "10 + 5 = 15\n10 - 5 = 5\n10 * 5 = 50\n10 / 5 = 2\n1 / 0: INVALID_ARGUMENT\n1 x 2: INVALID_ARGUMENT\n",
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn calcmesh_calc_against_an_original_contract_python_server() {
+    let server = python_server(&["--legacy"]).await;
+    let out = calcmesh(&["calc", "--target", &server.addr, "10", "+", "5"], "").await;
+    assert_eq!(out.stdout, "15\n", "{}", out.stderr);
+    let out = calcmesh(&["calc", "--target", &server.addr, "1", "/", "0"], "").await;
+    assert_eq!(
+        out.stderr,
+        "error: INVALID_ARGUMENT: division by zero in /\n"
+    );
+    // The original contract has no streaming RPCs: the server says so, and the CLI passes it on.
+    let out = calcmesh(&["factorize", "--target", &server.addr, "12"], "").await;
+    assert!(
+        out.stderr.starts_with("error: UNIMPLEMENTED: "),
+        "{}",
+        out.stderr
+    );
+}
