@@ -4,7 +4,10 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["../../proto/calculator.proto"];
+    let protos = [
+        "../../proto/calculator.proto",
+        "../../proto/evaluator.proto",
+    ];
     let fds = protox::compile(protos, ["../../proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("calcmesh_descriptor.bin"), fds.encode_to_vec())?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::calculator::{FactorizeRequest, Number, Request, Response, Summary};
+use calcmesh_runtime::MeshChannel;
 use calcmesh_runtime::{
     ClientConfig, HealthState, ServeError, Server, ServerConfig, ServerStats, Target,
 };
@@ -14,7 +15,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -54,12 +54,12 @@ impl TestServer {
         }
     }
 
-    fn channel(&self) -> Channel {
+    fn channel(&self) -> MeshChannel {
         let target: Target = self.addr.to_string().parse().unwrap();
         calcmesh_runtime::connect(&target, &ClientConfig::default()).unwrap()
     }
 
-    fn client(&self) -> CalculatorClient<Channel> {
+    fn client(&self) -> CalculatorClient<MeshChannel> {
         CalculatorClient::new(self.channel())
     }
 
@@ -126,6 +126,45 @@ async fn calculate_results_and_statuses() {
         assert_eq!(status.code(), code, "{status:?}");
         assert!(status.message().contains(needle), "{status:?}");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_name_the_instance_that_answered() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client();
+    let response = client.calculate(req(1.0, "+", 1.0)).await.unwrap();
+    let endpoint = response
+        .metadata()
+        .get(calcmesh_runtime::ENDPOINT_HEADER)
+        .unwrap();
+    assert_eq!(endpoint.to_str().unwrap(), server.addr.to_string());
+    let status = client.calculate(req(1.0, "/", 0.0)).await.unwrap_err();
+    assert_eq!(
+        status
+            .metadata()
+            .get(calcmesh_runtime::ENDPOINT_HEADER)
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        server.addr.to_string()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_deadline_is_deadline_exceeded() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client();
+    // A client stream that never ends: only the deadline can finish the call.
+    let (tx, rx) = mpsc::channel::<Number>(1);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request.set_timeout(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let status = client.summarize(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(tx);
     server.stop().await;
 }
 

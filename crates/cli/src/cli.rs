@@ -70,6 +70,10 @@ pub(crate) struct ServerArgs {
     /// Listen backlog: connections the kernel queues before they are accepted.
     #[arg(long, env = "CALCMESH_BACKLOG", default_value_t = ServerConfig::default().backlog)]
     pub(crate) backlog: u32,
+    /// The host:port clients reach this server at, reported on every response (header
+    /// `calcmesh-endpoint`). Defaults to the bound address unless that is a wildcard.
+    #[arg(long, env = "CALCMESH_ADVERTISE")]
+    pub(crate) advertise: Option<String>,
 }
 
 impl ServerArgs {
@@ -81,6 +85,7 @@ impl ServerArgs {
             keepalive_timeout: self.keepalive_timeout.into(),
             grace_period: self.grace_period.into(),
             backlog: self.backlog,
+            advertise: self.advertise.clone(),
         }
     }
 }

@@ -7,10 +7,10 @@ use anyhow::{Context, anyhow, bail};
 use calcmesh_calc::arith::format_number;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::calculator::{FactorizeRequest, Number, Request, Summary};
+use calcmesh_runtime::MeshChannel;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::cli::{CalcArgs, ClientArgs, FactorizeArgs, SummarizeArgs};
@@ -57,7 +57,7 @@ fn status_error(status: Status) -> anyhow::Error {
     anyhow!(describe(&status))
 }
 
-fn client(args: &ClientArgs) -> anyhow::Result<CalculatorClient<Channel>> {
+fn client(args: &ClientArgs) -> anyhow::Result<CalculatorClient<MeshChannel>> {
     let channel = calcmesh_runtime::connect(&args.target, &args.config())?;
     Ok(CalculatorClient::new(channel))
 }
@@ -123,7 +123,7 @@ async fn read_requests(tx: mpsc::Sender<Request>) -> anyhow::Result<()> {
 }
 
 async fn calc_stream(
-    client: &mut CalculatorClient<Channel>,
+    client: &mut CalculatorClient<MeshChannel>,
     args: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
     let (tx, rx) = mpsc::channel(64);

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::calculator::{FactorizeRequest, Number, Request, Summary};
+use calcmesh_runtime::MeshChannel;
 use serde_json::Value;
-use tonic::transport::Channel;
 
 use common::{ServerProcess, calcmesh, root, run};
 
@@ -129,7 +129,7 @@ fn same_summary(got: &Summary, want: &Value) -> bool {
 }
 
 /// Runs one case with the Rust client; `Err` says what differed.
-async fn run_case(client: &mut CalculatorClient<Channel>, case: &Value) -> Result<(), String> {
+async fn run_case(client: &mut CalculatorClient<MeshChannel>, case: &Value) -> Result<(), String> {
     let expect = &case["expect"];
     let mut code = None;
     let mut fail = |status: tonic::Status| code = Some(format!("{:?}", status.code()));

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`calculator`]: package `calculator` from `proto/calculator.proto` — the original
 //!   `Calculator/Calculate` contract plus the streaming RPCs.
+//! - [`evaluator`]: package `calcmesh.evaluator.v1` from `proto/evaluator.proto`.
 //! - [`FILE_DESCRIPTOR_SET`]: every file above, encoded, for server reflection.
 //!
 //! This is the only crate that generates code from `proto/`; every other crate uses these types.
@@ -11,6 +12,12 @@
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod calculator {
     tonic::include_proto!("calculator");
+}
+
+/// Package `calcmesh.evaluator.v1`: the evaluator service, its messages, client and server.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod evaluator {
+    tonic::include_proto!("calcmesh.evaluator.v1");
 }
 
 /// The encoded `FileDescriptorSet` of every calcmesh proto file, for gRPC server reflection.

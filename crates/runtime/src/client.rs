@@ -4,12 +4,23 @@
 //! [`Channel`] with calcmesh's client defaults (connect timeout, TCP_NODELAY, HTTP/2 keepalive).
 //! Channels connect lazily and reconnect by themselves; every call multiplexes over one HTTP/2
 //! connection per endpoint.
+//!
+//! The channel is a [`MeshChannel`]: a tonic [`Channel`] whose expired deadlines surface as
+//! DEADLINE_EXCEEDED, as gRPC specifies (tonic alone reports CANCELLED "Timeout expired").
 
 use std::fmt;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::str::FromStr;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::time::Instant;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::transport::channel::ResponseFuture;
 use tonic::transport::{Channel, Endpoint};
 
 /// The target forms accepted, for error messages and `--help`.
@@ -149,16 +160,101 @@ fn endpoint(authority: &str, config: &ClientConfig) -> Result<Endpoint, ClientEr
 ///
 /// # Errors
 /// The target cannot be turned into an endpoint URI.
-pub fn connect(target: &Target, config: &ClientConfig) -> Result<Channel, ClientError> {
-    match target {
-        Target::Endpoint(authority) => Ok(endpoint(authority, config)?.connect_lazy()),
+pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, ClientError> {
+    let inner = match target {
+        Target::Endpoint(authority) => endpoint(authority, config)?.connect_lazy(),
         Target::Static(addrs) => {
             let endpoints = addrs
                 .iter()
                 .map(|addr| endpoint(&addr.to_string(), config))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Channel::balance_list(endpoints.into_iter()))
+            Channel::balance_list(endpoints.into_iter())
         }
+    };
+    Ok(MeshChannel { inner })
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The channel [`connect`] builds: use it wherever a tonic client wants a channel
+/// (`CalculatorClient::new(channel)`). Cheap to clone; clones share the connections.
+#[derive(Debug, Clone)]
+pub struct MeshChannel {
+    inner: Channel,
+}
+
+/// tonic reports its own expired deadline as a `TimeoutExpired` error (which becomes CANCELLED);
+/// gRPC says DEADLINE_EXCEEDED.
+fn deadline_exceeded(err: tonic::transport::Error) -> BoxError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if e.is::<tonic::TimeoutExpired>() {
+            return Box::new(Status::deadline_exceeded(
+                "deadline exceeded before the server answered",
+            ));
+        }
+        source = e.source();
+    }
+    Box::new(err)
+}
+
+impl tower_service::Service<http::Request<Body>> for MeshChannel {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = MeshResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let deadline = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::deadline::parse_timeout)
+            .map(|left| Instant::now() + left);
+        MeshResponseFuture {
+            inner: self.inner.call(request),
+            deadline,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`MeshChannel`].
+    #[derive(Debug)]
+    pub struct MeshResponseFuture {
+        #[pin]
+        inner: ResponseFuture,
+        deadline: Option<Instant>,
+    }
+}
+
+impl Future for MeshResponseFuture {
+    type Output = Result<http::Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match std::task::ready!(this.inner.poll(cx)) {
+            Ok(response) => response,
+            Err(err) => return Poll::Ready(Err(deadline_exceeded(err))),
+        };
+        // A tonic server whose copy of our deadline fired first answers CANCELLED "Timeout
+        // expired"; once our deadline has passed, that is DEADLINE_EXCEEDED.
+        let cancelled = response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|s| s == "1");
+        if cancelled && this.deadline.is_some_and(|d| Instant::now() >= d) {
+            let headers = response.headers_mut();
+            headers.insert("grpc-status", http::HeaderValue::from_static("4"));
+            headers.insert(
+                "grpc-message",
+                http::HeaderValue::from_static("deadline exceeded"),
+            );
+        }
+        Poll::Ready(Ok(response))
     }
 }
 

@@ -6,15 +6,17 @@
 //! - [`server`]: [`Server`] — health, reflection, limits, connection accounting, graceful drain.
 //! - [`health`]: `grpc.health.v1` whose Watch streams end when the server drains.
 //! - [`limits`]: the max-message-size layer that answers RESOURCE_EXHAUSTED, as the gRPC spec says.
-//! - [`client`]: [`Target`] parsing and [`connect`], the one way to get a [`tonic::transport::Channel`].
+//! - [`client`]: [`Target`] parsing and [`connect`], the one way to get a channel ([`MeshChannel`]).
+//! - [`deadline`]: the caller's deadline, read from `grpc-timeout` and passed downstream.
 //! - [`shutdown`]: the SIGINT/SIGTERM future that starts a graceful drain.
 
 pub mod client;
+pub mod deadline;
 pub mod health;
 pub mod limits;
 pub mod server;
 pub mod shutdown;
 
-pub use client::{ClientConfig, ClientError, Target, connect};
+pub use client::{ClientConfig, ClientError, MeshChannel, Target, connect};
 pub use health::HealthState;
-pub use server::{ServeError, Server, ServerConfig, ServerStats, bind};
+pub use server::{ENDPOINT_HEADER, ServeError, Server, ServerConfig, ServerStats, bind};

@@ -42,7 +42,14 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     /// Listen backlog: connections the kernel queues before `accept`. Default 1024.
     pub backlog: u32,
+    /// The `host:port` clients reach this server at, sent back on every response as the
+    /// [`ENDPOINT_HEADER`] header so callers can see which instance answered. Default: the
+    /// bound address, unless it is a wildcard (then no header is sent).
+    pub advertise: Option<String>,
 }
+
+/// The response header naming the instance that answered (see [`ServerConfig::advertise`]).
+pub const ENDPOINT_HEADER: &str = "calcmesh-endpoint";
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -53,6 +60,7 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(20),
             grace_period: Duration::from_secs(10),
             backlog: 1024,
+            advertise: None,
         }
     }
 }
@@ -205,9 +213,27 @@ impl Server {
                 }
                 conn
             });
+        let advertise = config
+            .advertise
+            .clone()
+            .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.to_string()))
+            .and_then(|a| http::HeaderValue::try_from(a).ok());
+        let endpoint_header =
+            tower::util::MapResponseLayer::new(move |mut response: http::Response<Body>| {
+                if let Some(value) = &advertise {
+                    response
+                        .headers_mut()
+                        .insert(ENDPOINT_HEADER, value.clone());
+                }
+                response
+            });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
-            .layer(MessageSizeLimitLayer::new(config.max_message_size))
+            .layer(
+                tower::ServiceBuilder::new()
+                    .layer(MessageSizeLimitLayer::new(config.max_message_size))
+                    .layer(endpoint_header),
+            )
             .max_concurrent_streams(config.max_concurrent_streams)
             .http2_keepalive_interval(Some(config.keepalive_interval))
             .http2_keepalive_timeout(Some(config.keepalive_timeout))

@@ -65,7 +65,7 @@ impl ServerProcess {
         Self { child, addr }
     }
 
-    pub fn channel(&self) -> tonic::transport::Channel {
+    pub fn channel(&self) -> calcmesh_runtime::MeshChannel {
         calcmesh_runtime::connect(&self.addr.parse().unwrap(), &Default::default()).unwrap()
     }
 
