@@ -2,6 +2,8 @@
 
 use std::ops::ControlFlow;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use calcmesh_calc::{arith, factor, stats::RunningStats};
 use calcmesh_proto::calculator::calculator_server::{Calculator, CalculatorServer};
@@ -26,6 +28,7 @@ const FACTOR_BUFFER: usize = 8;
 #[derive(Debug, Clone)]
 pub struct CalculatorService {
     factorizations: watch::Sender<usize>,
+    calculations: Arc<AtomicU64>,
 }
 
 impl Default for CalculatorService {
@@ -39,7 +42,13 @@ impl CalculatorService {
     pub fn new() -> Self {
         Self {
             factorizations: watch::Sender::new(0),
+            calculations: Arc::default(),
         }
+    }
+
+    /// Operations computed so far by `Calculate` and `CalculateStream`, failed ones included.
+    pub fn calculations(&self) -> u64 {
+        self.calculations.load(Ordering::Relaxed)
     }
 
     /// Factorizations running right now; it drops as soon as one finishes or its client leaves.
@@ -93,6 +102,7 @@ impl Calculator for CalculatorService {
         &self,
         request: Request<CalcRequest>,
     ) -> Result<Response<CalcResponse>, Status> {
+        self.calculations.fetch_add(1, Ordering::Relaxed);
         let result = calculate(request.get_ref())?;
         Ok(Response::new(CalcResponse {
             result,
@@ -108,8 +118,10 @@ impl Calculator for CalculatorService {
     ) -> Result<Response<Self::CalculateStreamStream>, Status> {
         // Mapping the inbound stream keeps responses in request order, one for one, with no task
         // or buffer in between; a transport error on the inbound side ends the call with it.
-        let responses = request.into_inner().map(|item| {
+        let calculations = self.calculations.clone();
+        let responses = request.into_inner().map(move |item| {
             let req = item?;
+            calculations.fetch_add(1, Ordering::Relaxed);
             Ok(match calculate(&req) {
                 Ok(result) => CalcResponse {
                     result,

@@ -5,7 +5,8 @@
 //! this test fails if the served contract drifts from the original on the wire.
 
 use calcmesh_calculator::CalculatorService;
-use calcmesh_runtime::{ClientConfig, Server, ServerConfig};
+use calcmesh_runtime::{Server, ServerConfig};
+use calcmesh_testkit::Running;
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
 
@@ -30,21 +31,12 @@ struct LegacyResponse {
 #[tokio::test]
 async fn a_client_of_the_original_contract_works_unchanged() {
     let config = ServerConfig::default();
-    let listener = calcmesh_runtime::bind("127.0.0.1:0".parse().unwrap(), &config).unwrap();
-    let addr = listener.local_addr().unwrap();
     let server = Server::new(config.clone()).add_service(calcmesh_calculator::server(
         CalculatorService::new(),
         config.max_message_size,
     ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
-
-    let channel =
-        calcmesh_runtime::connect(&addr.to_string().parse().unwrap(), &ClientConfig::default())
-            .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let running = Running::start(server);
+    let mut grpc = tonic::client::Grpc::new(running.channel());
     let path = PathAndQuery::from_static("/calculator.Calculator/Calculate");
     let mut call = async |num1, operator: &str, num2| {
         grpc.ready().await.unwrap();
@@ -78,6 +70,5 @@ async fn a_client_of_the_original_contract_works_unchanged() {
         Code::OutOfRange
     );
 
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    running.stop().await;
 }

@@ -1,37 +1,27 @@
 //! Every calculator RPC over a real socket: a server on 127.0.0.1:0, real tonic clients.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::calculator::{FactorizeRequest, Number, Request, Response, Summary};
-use calcmesh_runtime::MeshChannel;
-use calcmesh_runtime::{
-    ClientConfig, HealthState, ServeError, Server, ServerConfig, ServerStats, Target,
-};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use calcmesh_runtime::{MeshChannel, Server, ServerConfig};
+use calcmesh_testkit::Running;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+/// A calculator server on 127.0.0.1:0, with the service handle for its counters.
 struct TestServer {
-    addr: SocketAddr,
     service: CalculatorService,
-    stats: Arc<ServerStats>,
-    health: HealthState,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), ServeError>>,
+    running: Running,
 }
 
 impl TestServer {
     async fn start(config: ServerConfig) -> Self {
-        let listener = calcmesh_runtime::bind("127.0.0.1:0".parse().unwrap(), &config).unwrap();
-        let addr = listener.local_addr().unwrap();
         let service = CalculatorService::new();
         let server = Server::new(config.clone())
             .add_service(calcmesh_calculator::server(
@@ -39,24 +29,14 @@ impl TestServer {
                 config.max_message_size,
             ))
             .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET);
-        let (stats, health) = (server.stats(), server.health());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(listener, async {
-            let _ = stopped.await;
-        }));
         Self {
-            addr,
             service,
-            stats,
-            health,
-            stop,
-            task,
+            running: Running::start(server),
         }
     }
 
     fn channel(&self) -> MeshChannel {
-        let target: Target = self.addr.to_string().parse().unwrap();
-        calcmesh_runtime::connect(&target, &ClientConfig::default()).unwrap()
+        self.running.channel()
     }
 
     fn client(&self) -> CalculatorClient<MeshChannel> {
@@ -64,8 +44,7 @@ impl TestServer {
     }
 
     async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.task.await.unwrap().unwrap();
+        self.running.stop().await;
     }
 }
 
@@ -138,7 +117,7 @@ async fn responses_name_the_instance_that_answered() {
         .metadata()
         .get(calcmesh_runtime::ENDPOINT_HEADER)
         .unwrap();
-    assert_eq!(endpoint.to_str().unwrap(), server.addr.to_string());
+    assert_eq!(endpoint.to_str().unwrap(), server.running.addr.to_string());
     let status = client.calculate(req(1.0, "/", 0.0)).await.unwrap_err();
     assert_eq!(
         status
@@ -147,7 +126,7 @@ async fn responses_name_the_instance_that_answered() {
             .unwrap()
             .to_str()
             .unwrap(),
-        server.addr.to_string()
+        server.running.addr.to_string()
     );
     server.stop().await;
 }
@@ -346,7 +325,7 @@ async fn a_thousand_concurrent_calls_share_one_connection() {
     }
     assert_eq!(ok, 1_000);
     assert_eq!(
-        server.stats.connections_accepted(),
+        server.running.stats.connections_accepted(),
         1,
         "every call multiplexed on one HTTP/2 connection"
     );
@@ -423,7 +402,10 @@ async fn health_and_reflection() {
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 
-    server.health.set_serving("calculator.Calculator", false);
+    server
+        .running
+        .health
+        .set_serving("calculator.Calculator", false);
     let status = health
         .check(HealthCheckRequest {
             service: "calculator.Calculator".into(),
@@ -514,10 +496,9 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
         .into_inner();
     assert_eq!(summaries.message().await.unwrap().unwrap().count, 1);
 
-    let TestServer {
-        stop, task, stats, ..
-    } = server;
-    stop.send(()).unwrap();
+    let stats = server.running.stats.clone();
+    let (stop, task) = server.running.split();
+    stop();
     assert_eq!(
         watch.message().await.unwrap().unwrap().status(),
         ServingStatus::NotServing

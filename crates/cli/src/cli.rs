@@ -2,14 +2,17 @@
 
 use std::net::SocketAddr;
 
+use calcmesh_evaluator::EvaluatorConfig;
+use calcmesh_expr::Limits;
 use calcmesh_runtime::{ClientConfig, ServerConfig, Target};
 use clap::{Args, Parser, Subcommand};
 
 /// calcmesh: gRPC microservices in Rust — a calculator, its clients, and the runtime around them.
 ///
 /// Quick start:
-///   calcmesh serve calculator                 # serves calculator.Calculator on 127.0.0.1:50051
-///   calcmesh calc 10 + 5                      # → 15
+///   calcmesh up                               # a local mesh: 3 calculators + an evaluator
+///   calcmesh eval --steps "(2 + 3) * 4"       # → 20, and which calculator did each step
+///   calcmesh calc 10 + 5                      # → 15 (the original contract, on 127.0.0.1:50051)
 ///   calcmesh factorize 600851475143           # → 71 839 1471 6857, one per line
 ///
 /// Logs go to stderr; set CALCMESH_LOG (e.g. `debug`, `calcmesh_runtime=trace`) to change the level.
@@ -22,9 +25,22 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run a whole local mesh in one process: N calculators and an evaluator balancing over them.
+    ///
+    /// Needs no external service: the evaluator finds the calculators through a static list.
+    /// Prints every endpoint and commands to try, runs until SIGINT/SIGTERM, then drains (the
+    /// evaluator first, so its calls in flight can still reach the calculators) and exits 0.
+    Up(UpArgs),
     /// Run a service until SIGINT/SIGTERM, then drain gracefully and exit 0.
     #[command(subcommand)]
     Serve(Serve),
+    /// Evaluate an arithmetic expression with the evaluator, e.g. "(2 + 3) * -4 ^ 2".
+    ///
+    /// Prints the value; with --steps, then a table of every operation and the calculator
+    /// instance that computed it. Exits 1 with the gRPC status on error, e.g.
+    /// `error: INVALID_ARGUMENT: cannot parse the expression: unmatched ')' at character 6`.
+    #[command(allow_negative_numbers = true, mut_arg("target", |a| a.default_value("127.0.0.1:50050")))]
+    Eval(EvalArgs),
     /// Compute NUM1 OP NUM2 with Calculate (unary), or many lines with CalculateStream (--stream).
     ///
     /// OP is one of + - * / % ^ (quote * and ^ in a shell: '*'). Exits 1 with the gRPC status on
@@ -43,6 +59,93 @@ pub(crate) enum Command {
 pub(crate) enum Serve {
     /// Serve calculator.Calculator (plus grpc.health.v1 and server reflection).
     Calculator(ServerArgs),
+    /// Serve calcmesh.evaluator.v1.Evaluator, computing every operation on the calculators at
+    /// --calculator.
+    #[command(mut_arg("listen", |a| a.default_value("127.0.0.1:50050")))]
+    Evaluator(EvaluatorArgs),
+}
+
+/// Options of the evaluator.
+#[derive(Debug, Args)]
+pub(crate) struct EvaluatorArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    /// Where the calculators are: host:port, or a static list ipv4:ADDR:PORT,ADDR:PORT,...
+    #[arg(long, env = "CALCMESH_CALCULATOR", default_value = "127.0.0.1:50051")]
+    pub(crate) calculator: Target,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+/// Limits on expressions.
+#[derive(Debug, Args)]
+pub(crate) struct LimitArgs {
+    /// Longest expression accepted, in bytes; longer → RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CALCMESH_MAX_EXPRESSION_LENGTH", default_value_t = Limits::default().max_length)]
+    pub(crate) max_expression_length: usize,
+    /// Deepest parenthesis nesting accepted; deeper → RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CALCMESH_MAX_DEPTH", default_value_t = Limits::default().max_depth)]
+    pub(crate) max_depth: usize,
+    /// Most operations in one expression; more → RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CALCMESH_MAX_OPERATIONS", default_value_t = Limits::default().max_operations)]
+    pub(crate) max_operations: usize,
+    /// Calculator calls one evaluation may have in flight at once.
+    #[arg(long, env = "CALCMESH_MAX_IN_FLIGHT", default_value_t = EvaluatorConfig::default().max_in_flight)]
+    pub(crate) max_in_flight: usize,
+}
+
+impl LimitArgs {
+    pub(crate) fn config(&self) -> EvaluatorConfig {
+        EvaluatorConfig {
+            limits: Limits {
+                max_length: self.max_expression_length,
+                max_depth: self.max_depth,
+                max_operations: self.max_operations,
+            },
+            max_in_flight: self.max_in_flight,
+            ..EvaluatorConfig::default()
+        }
+    }
+}
+
+/// Options of `calcmesh up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// How many calculator instances to run.
+    #[arg(long, env = "CALCMESH_CALCULATORS", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) calculators: u16,
+    /// Port of the first calculator on 127.0.0.1 (the original contract's 50051); the others take
+    /// the ports after it. 0 gives every instance a free port.
+    #[arg(long, env = "CALCMESH_CALCULATOR_PORT", default_value_t = 50051)]
+    pub(crate) calculator_port: u16,
+    /// Address of the evaluator.
+    #[arg(
+        long,
+        env = "CALCMESH_EVALUATOR_LISTEN",
+        default_value = "127.0.0.1:50050"
+    )]
+    pub(crate) evaluator_listen: SocketAddr,
+    /// Time in-flight calls get to finish after SIGTERM/SIGINT, per tier.
+    #[arg(long, env = "CALCMESH_GRACE_PERIOD", default_value_t = ServerConfig::default().grace_period.into())]
+    pub(crate) grace_period: humantime::Duration,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// Also print every step: the operation, its result and the calculator that computed it.
+    #[arg(long)]
+    pub(crate) steps: bool,
+    /// Read one expression per stdin line and send them over one EvaluateStream; print one
+    /// value (or `error: CODE: message`) per line, in order.
+    #[arg(long, conflicts_with = "expression")]
+    pub(crate) stream: bool,
+    /// The expression, e.g. "(2 + 3) * 4". Quote it for the shell.
+    #[arg(required_unless_present = "stream")]
+    pub(crate) expression: Option<String>,
 }
 
 /// Options every server takes.
@@ -94,6 +197,7 @@ impl ServerArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ClientArgs {
     /// Where to call: host:port, http://host:port, or a static list ipv4:ADDR:PORT,ADDR:PORT.
+    /// Default: the calculator at 127.0.0.1:50051 (for `eval`, the evaluator at 127.0.0.1:50050).
     #[arg(long, env = "CALCMESH_TARGET", default_value = "127.0.0.1:50051")]
     pub(crate) target: Target,
     /// Deadline for the whole call (sent to the server as grpc-timeout).

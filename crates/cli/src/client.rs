@@ -7,13 +7,15 @@ use anyhow::{Context, anyhow, bail};
 use calcmesh_calc::arith::format_number;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::calculator::{FactorizeRequest, Number, Request, Summary};
+use calcmesh_proto::evaluator::evaluator_client::EvaluatorClient;
+use calcmesh_proto::evaluator::{EvaluateRequest, Evaluation};
 use calcmesh_runtime::MeshChannel;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 
-use crate::cli::{CalcArgs, ClientArgs, FactorizeArgs, SummarizeArgs};
+use crate::cli::{CalcArgs, ClientArgs, EvalArgs, FactorizeArgs, SummarizeArgs};
 
 /// The canonical upper-case name of a status code, as gRPC documentation spells it.
 fn code_name(code: Code) -> &'static str {
@@ -57,9 +59,12 @@ fn status_error(status: Status) -> anyhow::Error {
     anyhow!(describe(&status))
 }
 
+fn channel(args: &ClientArgs) -> anyhow::Result<MeshChannel> {
+    Ok(calcmesh_runtime::connect(&args.target, &args.config())?)
+}
+
 fn client(args: &ClientArgs) -> anyhow::Result<CalculatorClient<MeshChannel>> {
-    let channel = calcmesh_runtime::connect(&args.target, &args.config())?;
-    Ok(CalculatorClient::new(channel))
+    Ok(CalculatorClient::new(channel(args)?))
 }
 
 fn request<T>(message: T, args: &ClientArgs) -> tonic::Request<T> {
@@ -103,8 +108,12 @@ fn parse_line(line: &str) -> Option<Request> {
     })
 }
 
-/// Reads stdin lines into `tx` until EOF or a malformed line, which ends the stream with an error.
-async fn read_requests(tx: mpsc::Sender<Request>) -> anyhow::Result<()> {
+/// Reads non-empty stdin lines into `tx`, each turned into a request by `parse`, until EOF or
+/// a line `parse` refuses, which ends the stream with an error naming the line.
+async fn read_requests<T>(
+    tx: mpsc::Sender<T>,
+    parse: impl Fn(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut number = 0;
     while let Some(line) = lines.next_line().await.context("cannot read stdin")? {
@@ -112,9 +121,7 @@ async fn read_requests(tx: mpsc::Sender<Request>) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let request = parse_line(&line).with_context(|| {
-            format!("stdin line {number}: expected `NUM1 OP NUM2`, got {line:?}")
-        })?;
+        let request = parse(&line).with_context(|| format!("stdin line {number}"))?;
         if tx.send(request).await.is_err() {
             break;
         }
@@ -127,7 +134,9 @@ async fn calc_stream(
     args: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
     let (tx, rx) = mpsc::channel(64);
-    let reader = tokio::spawn(read_requests(tx));
+    let reader = tokio::spawn(read_requests(tx, |line: &str| {
+        parse_line(line).with_context(|| format!("expected `NUM1 OP NUM2`, got {line:?}"))
+    }));
     let mut responses = client
         .calculate_stream(request(ReceiverStream::new(rx), args))
         .await
@@ -202,6 +211,96 @@ pub(crate) async fn summarize(args: SummarizeArgs) -> anyhow::Result<ExitCode> {
         print_summary(summary.get_ref());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_evaluation(evaluation: &Evaluation, steps: bool) {
+    println!("{}", format_number(evaluation.value));
+    if !steps {
+        return;
+    }
+    let rows: Vec<(String, String, &str)> = evaluation
+        .steps
+        .iter()
+        .map(|s| {
+            let operation = format!(
+                "{} {} {}",
+                format_number(s.left),
+                s.operator,
+                format_number(s.right)
+            );
+            (
+                operation,
+                format_number(s.result),
+                if s.endpoint.is_empty() {
+                    "?"
+                } else {
+                    &s.endpoint
+                },
+            )
+        })
+        .collect();
+    let width = |f: fn(&(String, String, &str)) -> usize, title: &str| {
+        rows.iter().map(f).max().unwrap_or(0).max(title.len())
+    };
+    let (w_op, w_res) = (
+        width(|r| r.0.len(), "operation"),
+        width(|r| r.1.len(), "result"),
+    );
+    println!(
+        "{:>4}  {:<w_op$}  {:>w_res$}  endpoint",
+        "step", "operation", "result"
+    );
+    for (i, (operation, result, endpoint)) in rows.iter().enumerate() {
+        println!(
+            "{:>4}  {operation:<w_op$}  {result:>w_res$}  {endpoint}",
+            i + 1
+        );
+    }
+}
+
+/// `calcmesh eval`.
+pub(crate) async fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let mut client = EvaluatorClient::new(channel(&args.client)?);
+    if !args.stream {
+        let expression = args.expression.context("give an EXPRESSION, or --stream")?;
+        let evaluation = client
+            .evaluate(request(EvaluateRequest { expression }, &args.client))
+            .await
+            .map_err(status_error)?;
+        print_evaluation(evaluation.get_ref(), args.steps);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (tx, rx) = mpsc::channel(64);
+    let reader = tokio::spawn(read_requests(tx, |line: &str| {
+        Ok(EvaluateRequest {
+            expression: line.to_owned(),
+        })
+    }));
+    let mut answers = client
+        .evaluate_stream(request(ReceiverStream::new(rx), &args.client))
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut failed = false;
+    while let Some(evaluation) = answers.message().await.map_err(status_error)? {
+        match &evaluation.error {
+            Some(err) => {
+                failed = true;
+                println!(
+                    "error: {}: {}",
+                    code_name(Code::from(err.code)),
+                    err.message
+                );
+            }
+            None => print_evaluation(&evaluation, args.steps),
+        }
+    }
+    reader.await.context("stdin reader panicked")??;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `calcmesh factorize`.

@@ -2,8 +2,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (clap): every flag, its environment variable and its default.
-//! - [`serve`]: `calcmesh serve …` — builds a service and hands it to the runtime's server.
-//! - [`client`]: `calcmesh calc | summarize | factorize` — one command per RPC kind.
+//! - [`serve`]: `calcmesh serve …` and `calcmesh up` — build services, hand them to the runtime.
+//! - [`client`]: `calcmesh calc | summarize | factorize | eval` — the clients.
 //!
 //! The binary only parses arguments and calls the libraries; exit status 0 is success, 1 a
 //! failed call or server error, 2 bad usage.
@@ -30,11 +30,8 @@ fn init_logging(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(if matches!(cli.command, Command::Serve(_)) {
-        "info"
-    } else {
-        "warn"
-    });
+    let serving = matches!(cli.command, Command::Serve(_) | Command::Up(_));
+    init_logging(if serving { "info" } else { "warn" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -44,7 +41,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Up(args) => serve::up(args).await,
             Command::Serve(serve) => serve::run(serve).await,
+            Command::Eval(args) => client::eval(args).await,
             Command::Calc(args) => client::calc(args).await,
             Command::Summarize(args) => client::summarize(args).await,
             Command::Factorize(args) => client::factorize(args).await,

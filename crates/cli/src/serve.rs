@@ -1,41 +1,197 @@
-//! `calcmesh serve …`: build the service, hand it to the runtime's [`Server`].
+//! `calcmesh serve …` and `calcmesh up`: build services, hand them to the runtime's [`Server`].
 
+use std::future::Future;
 use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use calcmesh_calculator::CalculatorService;
-use calcmesh_runtime::{Server, bind, shutdown};
+use calcmesh_evaluator::{EvaluatorConfig, EvaluatorService};
+use calcmesh_runtime::{
+    ClientConfig, MeshChannel, Server, ServerConfig, Target, bind, connect, shutdown,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::cli::{Serve, ServerArgs};
+use crate::cli::{EvaluatorArgs, Serve, UpArgs};
 
-/// Runs the chosen service until SIGINT/SIGTERM, then drains.
-pub(crate) async fn run(serve: Serve) -> anyhow::Result<std::process::ExitCode> {
-    match serve {
-        Serve::Calculator(args) => calculator(args).await?,
-    }
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
-async fn calculator(args: ServerArgs) -> anyhow::Result<()> {
-    let config = args.config();
-    let server = Server::new(config.clone())
+/// A server with the calculator service.
+fn calculator_server(config: &ServerConfig) -> Server {
+    Server::new(config.clone())
         .add_service(calcmesh_calculator::server(
             CalculatorService::new(),
             config.max_message_size,
         ))
-        .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET);
-    let listener =
-        bind(args.listen, &config).with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    announce(addr)?;
-    tracing::info!(%addr, service = "calculator.Calculator", ?config, "listening");
-    server.serve(listener, shutdown::signal()).await?;
-    Ok(())
+        .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET)
 }
 
-/// Prints the bound address on stdout, the line scripts and tests wait for.
-fn announce(addr: std::net::SocketAddr) -> std::io::Result<()> {
+/// A server with the evaluator service, calling the calculators over `calculators`.
+fn evaluator_server(
+    config: &ServerConfig,
+    calculators: MeshChannel,
+    evaluator: EvaluatorConfig,
+) -> Server {
+    let service = EvaluatorService::new(calculators, evaluator);
+    Server::new(config.clone())
+        .add_service(calcmesh_evaluator::server(service, config.max_message_size))
+        .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET)
+}
+
+fn listen(addr: SocketAddr, config: &ServerConfig) -> anyhow::Result<TcpListener> {
+    bind(addr, config).with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Prints a line on stdout at once (scripts and tests wait for `listening on ADDR`).
+fn say(line: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on {addr}")?;
+    writeln!(out, "{line}")?;
     out.flush()
+}
+
+/// Runs the chosen service until SIGINT/SIGTERM, then drains.
+pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
+    let (name, server, listener) = match serve {
+        Serve::Calculator(args) => {
+            let config = args.config();
+            let listener = listen(args.listen, &config)?;
+            (
+                "calculator.Calculator",
+                calculator_server(&config),
+                listener,
+            )
+        }
+        Serve::Evaluator(EvaluatorArgs {
+            server,
+            calculator,
+            limits,
+        }) => {
+            let config = server.config();
+            let channel = connect(&calculator, &ClientConfig::default())?;
+            tracing::info!(%calculator, "evaluator computes on these calculators");
+            let listener = listen(server.listen, &config)?;
+            (
+                "calcmesh.evaluator.v1.Evaluator",
+                evaluator_server(&config, channel, limits.config()),
+                listener,
+            )
+        }
+    };
+    let addr = listener.local_addr()?;
+    say(&format!("listening on {addr}"))?;
+    tracing::info!(%addr, service = name, config = ?server.config(), "listening");
+    server.serve(listener, shutdown::signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A server running in a task, stopped by flipping its watch to `true`.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), calcmesh_runtime::ServeError>>,
+}
+
+impl Running {
+    fn spawn(server: Server, listener: TcpListener) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let shutdown = async move {
+            // A dropped sender also means stop.
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        Self {
+            stop,
+            task: tokio::spawn(server.serve(listener, shutdown)),
+        }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("server task panicked")??;
+        Ok(())
+    }
+}
+
+/// Waits for `signal`, or for a server to end on its own: then it is removed from `servers`
+/// (its task is finished) and the error says why.
+async fn until_signal(
+    signal: impl Future<Output = ()>,
+    servers: &mut Vec<Running>,
+) -> anyhow::Result<()> {
+    let ended = futures_util::future::select_all(servers.iter_mut().map(|s| &mut s.task));
+    let (result, index) = tokio::select! {
+        () = signal => return Ok(()),
+        (result, index, _) = ended => (result, index),
+    };
+    servers.remove(index);
+    let cause = match result {
+        Ok(Ok(())) => "stopped".to_owned(),
+        Ok(Err(err)) => err.to_string(),
+        Err(err) => err.to_string(),
+    };
+    anyhow::bail!(
+        "server {} of the mesh ended unexpectedly: {cause}",
+        index + 1
+    )
+}
+
+/// `calcmesh up`: calculators and an evaluator in one process.
+pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let config = ServerConfig {
+        grace_period: args.grace_period.into(),
+        ..ServerConfig::default()
+    };
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    for i in 0..args.calculators {
+        let port = if args.calculator_port == 0 {
+            0
+        } else {
+            args.calculator_port
+                .checked_add(i)
+                .context("calculator ports run past 65535")?
+        };
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], port)), &config)?;
+        let addr = listener.local_addr()?;
+        say(&format!("calculator {} listening on {addr}", i + 1))?;
+        addrs.push(addr);
+        servers.push(Running::spawn(calculator_server(&config), listener));
+    }
+    let target = Target::Static(addrs.clone());
+    let listener = listen(args.evaluator_listen, &config)?;
+    let evaluator_addr = listener.local_addr()?;
+    let channel = connect(&target, &ClientConfig::default())?;
+    let evaluator = Running::spawn(
+        evaluator_server(&config, channel, args.limits.config()),
+        listener,
+    );
+    say(&format!(
+        "evaluator listening on {evaluator_addr} (computing on {target})"
+    ))?;
+    tracing::info!(calculators = %target, evaluator = %evaluator_addr, "mesh is up");
+
+    let eval_target = if evaluator_addr.port() == 50050 {
+        String::new()
+    } else {
+        format!(" --target {evaluator_addr}")
+    };
+    let calc_target = if addrs[0].port() == 50051 {
+        String::new()
+    } else {
+        format!(" --target {}", addrs[0])
+    };
+    say(&format!(
+        "try:\n  calcmesh eval{eval_target} --steps \"(2 + 3) * (7 - 1) ^ 2\"\n  calcmesh calc{calc_target} 10 / 4\n  calcmesh factorize{calc_target} 600851475143\nstop with Ctrl-C"
+    ))?;
+
+    let mut all = servers;
+    all.push(evaluator);
+    let outcome = until_signal(shutdown::signal(), &mut all).await;
+    // Drain the evaluator first (it was pushed last): its calls in flight still need the
+    // calculators.
+    while let Some(server) = all.pop() {
+        server.stop().await?;
+    }
+    outcome?;
+    tracing::info!("mesh stopped");
+    Ok(ExitCode::SUCCESS)
 }
