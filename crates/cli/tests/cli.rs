@@ -186,3 +186,56 @@ async fn sigterm_drains_calls_in_flight_then_exits_zero() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn up_runs_a_mesh_that_answers_then_stops_cleanly() {
+    let mut mesh = ServerProcess::mesh().await;
+    let calculators: Vec<String> = mesh
+        .lines
+        .iter()
+        .filter_map(|l| {
+            l.strip_prefix("calculator ")?
+                .split_once(" listening on ")
+                .map(|(_, a)| a.to_owned())
+        })
+        .collect();
+    assert_eq!(calculators.len(), 3, "{:?}", mesh.lines);
+    let e = mesh.addr.clone();
+
+    let out = calcmesh(
+        &["eval", "--target", &e, "--steps", "(2 + 3) * (7 - 1) ^ 2"],
+        "",
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "180");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["step", "operation", "result", "endpoint"]
+    );
+    assert_eq!(lines.len(), 6, "{}", out.stdout);
+    for row in &lines[2..] {
+        let endpoint = row.split_whitespace().last().unwrap();
+        assert!(calculators.iter().any(|c| c == endpoint), "{row}");
+    }
+    // The original contract, on the first calculator.
+    let out = calcmesh(&["calc", "--target", &calculators[0], "10", "+", "5"], "").await;
+    assert_eq!(out.stdout, "15\n");
+    let out = calcmesh(&["eval", "--target", &e, "1 / (2 - 2)"], "").await;
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        "error: INVALID_ARGUMENT: step 2 (1 / 0) failed: division by zero in /\n"
+    );
+    let out = calcmesh(&["eval", "--target", &e, "--stream"], "1 + 1\n(2\n3 * 3\n").await;
+    assert_eq!(
+        out.stdout,
+        "2\nerror: INVALID_ARGUMENT: cannot parse the expression: '(' at character 1 is never closed\n9\n"
+    );
+
+    mesh.terminate().await;
+    let (status, stderr) = mesh.wait().await;
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("mesh stopped"), "{stderr}");
+}

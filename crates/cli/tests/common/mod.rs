@@ -20,7 +20,10 @@ pub fn root() -> PathBuf {
 /// A server process on a free port; killed if the test ends early.
 pub struct ServerProcess {
     pub child: Child,
+    /// The address from the last `listening on ADDR` line read.
     pub addr: String,
+    /// Every stdout line read before the process was ready.
+    pub lines: Vec<String>,
 }
 
 impl ServerProcess {
@@ -40,9 +43,32 @@ impl ServerProcess {
         .await
     }
 
+    /// Starts `calcmesh up` on free ports and waits until the evaluator is listening; `addr` is
+    /// the evaluator's, `lines` has every calculator's.
+    pub async fn mesh() -> Self {
+        let args = [
+            "up",
+            "--calculator-port",
+            "0",
+            "--evaluator-listen",
+            "127.0.0.1:0",
+        ];
+        Self::start_until(BIN, &args, "evaluator listening on ").await
+    }
+
     /// Starts `program args…` and waits for its `listening on ADDR` line: the readiness signal
     /// every calcmesh server, and the Python and Node peers, print once bound.
     pub async fn start(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Self {
+        Self::start_until(program, args, "listening on ").await
+    }
+
+    /// Starts `program args…` and reads stdout until a line starting with `ready` (which must
+    /// continue with the address).
+    pub async fn start_until(
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+        ready: &str,
+    ) -> Self {
         let program = program.as_ref();
         let mut child = Command::new(program)
             .args(args)
@@ -52,17 +78,30 @@ impl ServerProcess {
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {program:?}: {err}"));
         let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("{program:?} {args:?} announces its address within 20 s"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("{program:?} {args:?} exited before listening"));
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"))
-            .to_owned();
-        Self { child, addr }
+        let mut reader = BufReader::new(stdout).lines();
+        let mut lines = Vec::new();
+        let addr = loop {
+            let line = tokio::time::timeout(Duration::from_secs(20), reader.next_line())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{program:?} {args:?} announces its address within 20 s")
+                })
+                .unwrap()
+                .unwrap_or_else(|| {
+                    panic!("{program:?} {args:?} exited before `{ready}`: {lines:?}")
+                });
+            lines.push(line.clone());
+            if let Some(rest) = line.strip_prefix(ready) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        };
+        // Keep draining stdout so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
+        Self { child, addr, lines }
     }
 
     pub fn channel(&self) -> calcmesh_runtime::MeshChannel {
