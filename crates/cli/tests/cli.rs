@@ -94,7 +94,7 @@ async fn client_errors_are_clear() {
     let out = calcmesh(&["calc", "--target", "nowhere", "1", "+", "1"], "").await;
     assert_eq!(out.code, Some(2));
     assert!(
-        out.stderr.contains("missing port") && out.stderr.contains("accepted forms"),
+        out.stderr.contains("has no port") && out.stderr.contains("accepted forms"),
         "{}",
         out.stderr
     );

@@ -192,7 +192,10 @@ async fn a_short_deadline_stops_the_calls_downstream() {
     );
 
     // The evaluation was abandoned: its downstream calls stop. What happens during a quiet
-    // window is the thing under test, so this waits on time itself, not on a signal.
+    // window is the thing under test, so this waits on time itself, not on a signal: first
+    // 100 ms for calls already on the wire (the evaluator's own copy of the deadline fires a
+    // little after the client's), then 300 ms in which nothing may arrive.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let after = mesh.calculations();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -389,13 +392,10 @@ fn evaluating_through_the_mesh_equals_evaluating_locally() {
             let remote = runtime.block_on(client.clone().evaluate(expr(&text)));
             match (local, remote) {
                 (Ok(want), Ok(got)) => {
-                    prop_assert_eq!(
-                        got.get_ref().value.to_bits(),
-                        want.to_bits(),
-                        "{} = {}",
-                        text,
-                        want
-                    );
+                    // IEEE equality, not bits: prost does not encode a double field equal to
+                    // 0.0, and -0.0 == 0.0, so a -0 result arrives as 0.
+                    let got = got.get_ref().value;
+                    prop_assert!(got == want, "{} = {}, the mesh says {}", text, want, got);
                 }
                 (Err(want), Err(status)) => {
                     // With several failing steps the mesh reports whichever failed first in

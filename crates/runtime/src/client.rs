@@ -1,39 +1,61 @@
 //! The one place that builds gRPC channels.
 //!
-//! A [`Target`] names where to call, in gRPC's name syntax; [`connect`] turns it into a tonic
-//! [`Channel`] with calcmesh's client defaults (connect timeout, TCP_NODELAY, HTTP/2 keepalive).
-//! Channels connect lazily and reconnect by themselves; every call multiplexes over one HTTP/2
-//! connection per endpoint.
-//!
-//! The channel is a [`MeshChannel`]: a tonic [`Channel`] whose expired deadlines surface as
-//! DEADLINE_EXCEEDED, as gRPC specifies (tonic alone reports CANCELLED "Timeout expired").
+//! A [`Target`] names where to call, in gRPC's name syntax; [`connect`] turns it into a
+//! [`MeshChannel`]: discovery ([`crate::discovery`]) feeding a health-aware balancer
+//! ([`crate::balance`]) with one HTTP/2 connection per endpoint, retries of calls that failed
+//! before any response ([`crate::retry`]) under a retry budget, and expired deadlines reported
+//! as DEADLINE_EXCEEDED (tonic alone says CANCELLED "Timeout expired").
 
 use std::fmt;
+use std::future::Future;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use std::future::Future;
-use std::pin::Pin;
-
+use futures_util::{FutureExt, StreamExt};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tonic::Status;
 use tonic::body::Body;
-use tonic::transport::channel::ResponseFuture;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+use tower::retry::budget::{Budget, TpsBudget};
+
+use crate::balance::{Balancer, EndpointCounts, Outstanding, Policy};
+use crate::discovery::{Change, Discover, Dns, StaticList};
+use crate::retry::{ReplayBody, never_reached_server};
 
 /// The target forms accepted, for error messages and `--help`.
 pub const TARGET_FORMS: &str = "host:port, http://host:port, ipv4:ADDR:PORT[,ADDR:PORT...], \
-ipv6:[ADDR]:PORT[,[ADDR]:PORT...]";
+ipv6:[ADDR]:PORT[,[ADDR]:PORT...], dns:///NAME:PORT, dns://DNS_SERVER:PORT/NAME:PORT, \
+etcd://HOST:PORT[,HOST:PORT...]/SERVICE";
 
 /// Where a client sends its calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// One endpoint, `host:port` (the host may be a name, resolved when connecting).
+    /// One endpoint, `host:port` (a host name is resolved when connecting).
     Endpoint(String),
-    /// A fixed list of addresses (`ipv4:` / `ipv6:`); calls are spread across them.
+    /// A fixed list of addresses (`ipv4:` / `ipv6:`).
     Static(Vec<SocketAddr>),
+    /// Every A/AAAA record of `host`, re-resolved (`dns:///host:port`).
+    Dns {
+        /// The DNS server to ask (`dns://SERVER:PORT/…`); `None` for the system's.
+        server: Option<SocketAddr>,
+        /// The name.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// Endpoints registered in etcd under `SERVICE/` (`etcd://HOST:PORT[,…]/SERVICE`).
+    Etcd {
+        /// The etcd cluster's client endpoints, `host:port`.
+        endpoints: Vec<String>,
+        /// The service name: the key prefix.
+        service: String,
+    },
 }
 
 /// Why a target or channel could not be built.
@@ -46,6 +68,12 @@ pub enum ClientError {
         target: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The target needs a feature this build does not have.
+    #[error("target {target:?} needs etcd support: build calcmesh with `--features etcd`")]
+    Unsupported {
+        /// The target.
+        target: String,
     },
 }
 
@@ -64,16 +92,28 @@ fn parse_list<A: FromStr>(
 where
     SocketAddr: From<A>,
 {
-    let addrs = list
-        .split(',')
+    list.split(',')
         .map(|item| {
             item.trim()
                 .parse::<A>()
                 .map(SocketAddr::from)
                 .map_err(|_| invalid(target, format!("{item:?} is not an {family} ADDR:PORT")))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(addrs)
+        .collect()
+}
+
+/// Parses `host:port`, requiring the port.
+fn host_port<'a>(target: &str, authority: &'a str) -> Result<(&'a str, u16), ClientError> {
+    let parsed = http::uri::Authority::from_str(authority)
+        .map_err(|err| invalid(target, format!("{authority:?} is not a host:port ({err})")))?;
+    let port = parsed.port_u16().ok_or_else(|| {
+        invalid(
+            target,
+            format!("{authority:?} has no port (the calculator's usual one is 50051)"),
+        )
+    })?;
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
 }
 
 impl FromStr for Target {
@@ -86,6 +126,43 @@ impl FromStr for Target {
         if let Some(list) = s.strip_prefix("ipv6:") {
             return parse_list::<SocketAddrV6>(s, list, "IPv6").map(Target::Static);
         }
+        if let Some(rest) = s.strip_prefix("dns://") {
+            let (server, name) = rest
+                .split_once('/')
+                .ok_or_else(|| invalid(s, "expected dns:///NAME:PORT"))?;
+            let server =
+                match server {
+                    "" => None,
+                    server => Some(server.parse::<SocketAddr>().map_err(|_| {
+                        invalid(s, format!("DNS server {server:?} is not an IP:PORT"))
+                    })?),
+                };
+            let (host, port) = host_port(s, name)?;
+            return Ok(Target::Dns {
+                server,
+                host: host.to_owned(),
+                port,
+            });
+        }
+        if let Some(rest) = s.strip_prefix("etcd://") {
+            let (hosts, service) = rest
+                .split_once('/')
+                .ok_or_else(|| invalid(s, "expected etcd://HOST:PORT/SERVICE"))?;
+            if service.is_empty() || service.contains('/') {
+                return Err(invalid(
+                    s,
+                    "the service name after the '/' must be one non-empty word",
+                ));
+            }
+            let endpoints = hosts
+                .split(',')
+                .map(|h| host_port(s, h).map(|_| h.to_owned()))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Target::Etcd {
+                endpoints,
+                service: service.to_owned(),
+            });
+        }
         if s.starts_with("https://") {
             return Err(invalid(s, "TLS targets are not supported yet"));
         }
@@ -94,14 +171,7 @@ impl FromStr for Target {
         if authority.contains("://") || authority.contains('/') {
             return Err(invalid(s, "unknown scheme or a path after host:port"));
         }
-        let parsed = http::uri::Authority::from_str(authority)
-            .map_err(|err| invalid(s, format!("not a host:port ({err})")))?;
-        if parsed.port_u16().is_none() {
-            return Err(invalid(
-                s,
-                "missing port (the calculator's usual one is 50051)",
-            ));
-        }
+        host_port(s, authority)?;
         Ok(Target::Endpoint(authority.to_owned()))
     }
 }
@@ -119,11 +189,22 @@ impl fmt::Display for Target {
                 let list: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
                 write!(f, "{family}:{}", list.join(","))
             }
+            Target::Dns { server, host, port } => {
+                let server = server.map(|s| s.to_string()).unwrap_or_default();
+                if host.contains(':') {
+                    write!(f, "dns://{server}/[{host}]:{port}")
+                } else {
+                    write!(f, "dns://{server}/{host}:{port}")
+                }
+            }
+            Target::Etcd { endpoints, service } => {
+                write!(f, "etcd://{}/{service}", endpoints.join(","))
+            }
         }
     }
 }
 
-/// Client timings. [`Default`] gives production defaults.
+/// Client behaviour. [`Default`] gives production defaults.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// How long to wait for a TCP connection. Default 5 s.
@@ -132,6 +213,18 @@ pub struct ClientConfig {
     pub keepalive_interval: Duration,
     /// How long to wait for the PING ack. Default 20 s.
     pub keepalive_timeout: Duration,
+    /// How calls are spread over endpoints. Default least_request.
+    pub policy: Policy,
+    /// The service whose `grpc.health.v1` status decides if an endpoint takes calls (`""`: the
+    /// server as a whole); `None` turns health checking off. Default `Some("")`.
+    pub health_service: Option<String>,
+    /// Attempts per call, the first included. Default 3.
+    pub max_attempts: usize,
+    /// Method path prefixes (e.g. `/calculator.Calculator/`) that are safe to send twice.
+    /// Calls to other methods are retried only when the server provably never saw them.
+    pub idempotent: Vec<String>,
+    /// How often DNS targets are resolved again. Default 30 s.
+    pub dns_interval: Duration,
 }
 
 impl Default for ClientConfig {
@@ -140,121 +233,321 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
+            policy: Policy::default(),
+            health_service: Some(String::new()),
+            max_attempts: 3,
+            idempotent: Vec::new(),
+            dns_interval: Duration::from_secs(30),
         }
     }
 }
 
-fn endpoint(authority: &str, config: &ClientConfig) -> Result<Endpoint, ClientError> {
-    let endpoint = Endpoint::from_shared(format!("http://{authority}"))
-        .map_err(|err| invalid(authority, err.to_string()))?;
-    Ok(endpoint
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(config.keepalive_interval)
-        .keep_alive_timeout(config.keepalive_timeout)
-        .keep_alive_while_idle(true))
+fn tonic_channel(authority: &str, config: &ClientConfig) -> Option<Channel> {
+    let endpoint = TonicEndpoint::from_shared(format!("http://{authority}")).ok()?;
+    Some(
+        endpoint
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(config.keepalive_interval)
+            .keep_alive_timeout(config.keepalive_timeout)
+            .keep_alive_while_idle(true)
+            .connect_lazy(),
+    )
 }
 
-/// A channel to `target`. It connects on the first call and reconnects when needed, so this
-/// never waits on the network; a call to an unreachable target fails with UNAVAILABLE.
+fn discovery(target: &Target, config: &ClientConfig) -> Result<Box<dyn Discover>, ClientError> {
+    Ok(match target {
+        Target::Endpoint(authority) => Box::new(StaticList(vec![authority.clone()])),
+        Target::Static(addrs) => Box::new(StaticList(
+            addrs.iter().map(SocketAddr::to_string).collect(),
+        )),
+        Target::Dns { server, host, port } => Box::new(Dns {
+            server: *server,
+            host: host.clone(),
+            port: *port,
+            interval: config.dns_interval,
+        }),
+        #[cfg(feature = "etcd")]
+        Target::Etcd { endpoints, service } => Box::new(crate::etcd::EtcdDiscovery::new(
+            endpoints.clone(),
+            service.clone(),
+        )),
+        #[cfg(not(feature = "etcd"))]
+        Target::Etcd { .. } => {
+            return Err(ClientError::Unsupported {
+                target: target.to_string(),
+            });
+        }
+    })
+}
+
+/// A channel to `target`: discovery, balancing, health checks and retries as [`ClientConfig`]
+/// says. It connects on demand, so this never waits on the network; a call with no endpoint to
+/// go to fails with UNAVAILABLE. Must be called within a tokio runtime.
 ///
 /// # Errors
-/// The target cannot be turned into an endpoint URI.
+/// The target needs a feature this build lacks.
 pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, ClientError> {
-    let inner = match target {
-        Target::Endpoint(authority) => endpoint(authority, config)?.connect_lazy(),
-        Target::Static(addrs) => {
-            let endpoints = addrs
-                .iter()
-                .map(|addr| endpoint(&addr.to_string(), config))
-                .collect::<Result<Vec<_>, _>>()?;
-            Channel::balance_list(endpoints.into_iter())
+    let discover = discovery(target, config)?;
+    let factory_config = config.clone();
+    let balancer = Arc::new(Balancer::new(
+        config.policy,
+        config.health_service.clone(),
+        move |authority| tonic_channel(authority, &factory_config),
+    ));
+    let (resolved_tx, resolved) = watch::channel(false);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let connection_lost = balancer.connection_lost();
+    let mut changes = discover.changes(connection_lost);
+    let driver = balancer.clone();
+    let apply = move |change: Change| {
+        match change {
+            Change::Insert(a) => driver.insert(&a),
+            Change::Remove(a) => driver.remove(&a),
+            Change::Reset(all) => driver.reset(&all),
         }
+        let _ = resolved_tx.send(true);
     };
-    Ok(MeshChannel { inner })
+    // Static targets are known now: apply them before the first call can look.
+    if matches!(target, Target::Endpoint(_) | Target::Static(_))
+        && let Some(Some(change)) = changes.next().now_or_never()
+    {
+        apply(change);
+    }
+    tokio::spawn(async move {
+        let mut stopped = stopped;
+        loop {
+            tokio::select! {
+                change = changes.next() => match change {
+                    Some(change) => apply(change),
+                    None => return,
+                },
+                _ = &mut stopped => return,
+            }
+        }
+    });
+    Ok(MeshChannel {
+        shared: Arc::new(Shared {
+            target: target.to_string(),
+            balancer,
+            resolved,
+            budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+            max_attempts: config.max_attempts.max(1),
+            idempotent: config.idempotent.clone(),
+            _stop: stop,
+        }),
+    })
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+#[derive(Debug)]
+struct Shared {
+    target: String,
+    balancer: Arc<Balancer>,
+    resolved: watch::Receiver<bool>,
+    budget: TpsBudget,
+    max_attempts: usize,
+    idempotent: Vec<String>,
+    /// Dropped with the last clone of the channel: stops discovery.
+    _stop: oneshot::Sender<()>,
+}
+
 /// The channel [`connect`] builds: use it wherever a tonic client wants a channel
-/// (`CalculatorClient::new(channel)`). Cheap to clone; clones share the connections.
+/// (`CalculatorClient::new(channel)`). Cheap to clone; clones share endpoints and connections.
 #[derive(Debug, Clone)]
 pub struct MeshChannel {
-    inner: Channel,
+    shared: Arc<Shared>,
+}
+
+impl MeshChannel {
+    /// Endpoint counts by state, e.g. for readiness.
+    pub fn endpoints(&self) -> EndpointCounts {
+        self.shared.balancer.counts()
+    }
 }
 
 /// tonic reports its own expired deadline as a `TimeoutExpired` error (which becomes CANCELLED);
 /// gRPC says DEADLINE_EXCEEDED.
-fn deadline_exceeded(err: tonic::transport::Error) -> BoxError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
     while let Some(e) = source {
         if e.is::<tonic::TimeoutExpired>() {
-            return Box::new(Status::deadline_exceeded(
-                "deadline exceeded before the server answered",
-            ));
+            return true;
         }
         source = e.source();
     }
-    Box::new(err)
+    false
 }
 
-impl tower_service::Service<http::Request<Body>> for MeshChannel {
-    type Response = http::Response<Body>;
-    type Error = BoxError;
-    type Future = MeshResponseFuture;
+fn deadline_exceeded() -> BoxError {
+    Box::new(Status::deadline_exceeded(
+        "deadline exceeded before the server answered",
+    ))
+}
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+impl Shared {
+    fn no_endpoint(&self) -> BoxError {
+        let EndpointCounts {
+            total,
+            eligible,
+            not_serving,
+            down,
+        } = self.balancer.counts();
+        let cause = self
+            .balancer
+            .a_failure()
+            .map(|f| format!(" (last failure: {f})"))
+            .unwrap_or_default();
+        Box::new(Status::unavailable(format!(
+            "no endpoint of {} can take calls: {total} known, {eligible} eligible, {not_serving} not serving, {down} unreachable{cause}",
+            self.target
+        )))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    async fn call(
+        self: Arc<Self>,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Body>, BoxError> {
         let deadline = request
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(crate::deadline::parse_timeout)
             .map(|left| Instant::now() + left);
-        MeshResponseFuture {
-            inner: self.inner.call(request),
-            deadline,
+        // Wait for discovery's first answer (static targets have it already).
+        let mut resolved = self.resolved.clone();
+        let first = resolved.wait_for(|r| *r);
+        let wait = deadline.map_or(Duration::from_secs(10), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        if !matches!(tokio::time::timeout(wait, first).await, Ok(Ok(_))) {
+            return Err(if deadline.is_some_and(|d| Instant::now() >= d) {
+                deadline_exceeded()
+            } else {
+                self.no_endpoint()
+            });
         }
+
+        let idempotent = self
+            .idempotent
+            .iter()
+            .any(|p| request.uri().path().starts_with(p.as_str()));
+        let (parts, body) = request.into_parts();
+        let body = ReplayBody::new(body);
+        self.budget.deposit();
+        let mut tried = Vec::new();
+        loop {
+            let Some(endpoint) = self.balancer.pick(&tried) else {
+                return Err(self.no_endpoint());
+            };
+            let Some(attempt_body) = body.replay() else {
+                return Err(Box::new(Status::unavailable("request too large to retry")));
+            };
+            let mut builder = http::Request::builder()
+                .method(parts.method.clone())
+                .uri(parts.uri.clone())
+                .version(parts.version);
+            if let Some(headers) = builder.headers_mut() {
+                *headers = parts.headers.clone();
+            }
+            let attempt = builder
+                .body(Body::new(attempt_body))
+                .map_err(|e| Box::new(e) as BoxError)?;
+            let outstanding = endpoint.start_call();
+            let mut channel = endpoint.channel.clone();
+            let result = tower::ServiceExt::ready(&mut channel).await;
+            let result = match result {
+                Ok(channel) => tower_service::Service::call(channel, attempt).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(mut response) => {
+                    // A tonic server whose copy of our deadline fired first answers CANCELLED
+                    // "Timeout expired"; once our deadline has passed, that is DEADLINE_EXCEEDED.
+                    let cancelled = response
+                        .headers()
+                        .get("grpc-status")
+                        .is_some_and(|s| s == "1");
+                    if cancelled && deadline.is_some_and(|d| Instant::now() >= d) {
+                        let headers = response.headers_mut();
+                        headers.insert("grpc-status", http::HeaderValue::from_static("4"));
+                        headers.insert(
+                            "grpc-message",
+                            http::HeaderValue::from_static("deadline exceeded"),
+                        );
+                    }
+                    return Ok(response.map(|body| {
+                        Body::new(CountedBody {
+                            inner: body,
+                            _outstanding: outstanding,
+                        })
+                    }));
+                }
+                Err(err) => {
+                    drop(outstanding);
+                    if is_timeout(&err) {
+                        return Err(deadline_exceeded());
+                    }
+                    let unseen = never_reached_server(&err);
+                    if unseen {
+                        endpoint.set_down(&err);
+                    }
+                    tried.push(endpoint);
+                    let retryable = (idempotent || unseen)
+                        && tried.len() < self.max_attempts
+                        && body.replay().is_some()
+                        && deadline.is_none_or(|d| Instant::now() < d);
+                    if !retryable || !self.budget.withdraw() {
+                        return Err(Box::new(err));
+                    }
+                    tracing::debug!(target = %self.target, attempt = tried.len(), %err, "retrying on another endpoint");
+                }
+            }
+        }
+    }
+}
+
+impl tower_service::Service<http::Request<Body>> for MeshChannel {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        Box::pin(self.shared.clone().call(request))
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The response future of [`MeshChannel`].
-    #[derive(Debug)]
-    pub struct MeshResponseFuture {
+    /// A response body that keeps its call counted as outstanding until it ends.
+    struct CountedBody {
         #[pin]
-        inner: ResponseFuture,
-        deadline: Option<Instant>,
+        inner: Body,
+        _outstanding: Outstanding,
     }
 }
 
-impl Future for MeshResponseFuture {
-    type Output = Result<http::Response<Body>, BoxError>;
+impl HttpBody for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = match std::task::ready!(this.inner.poll(cx)) {
-            Ok(response) => response,
-            Err(err) => return Poll::Ready(Err(deadline_exceeded(err))),
-        };
-        // A tonic server whose copy of our deadline fired first answers CANCELLED "Timeout
-        // expired"; once our deadline has passed, that is DEADLINE_EXCEEDED.
-        let cancelled = response
-            .headers()
-            .get("grpc-status")
-            .is_some_and(|s| s == "1");
-        if cancelled && this.deadline.is_some_and(|d| Instant::now() >= d) {
-            let headers = response.headers_mut();
-            headers.insert("grpc-status", http::HeaderValue::from_static("4"));
-            headers.insert(
-                "grpc-message",
-                http::HeaderValue::from_static("deadline exceeded"),
-            );
-        }
-        Poll::Ready(Ok(response))
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -7,16 +7,23 @@
 //! - [`health`]: `grpc.health.v1` whose Watch streams end when the server drains.
 //! - [`limits`]: the max-message-size layer that answers RESOURCE_EXHAUSTED, as the gRPC spec says.
 //! - [`client`]: [`Target`] parsing and [`connect`], the one way to get a channel ([`MeshChannel`]).
+//! - [`discovery`]: where endpoints come from — static lists, DNS, etcd — as a stream of changes.
+//! - [`balance`]: the health-aware balancer (round_robin, least_request) over those endpoints.
+//! - [`retry`]: when a failed call may be sent again, and the body that can be.
 //! - [`deadline`]: the caller's deadline, read from `grpc-timeout` and passed downstream.
 //! - [`shutdown`]: the SIGINT/SIGTERM future that starts a graceful drain.
 
+pub mod balance;
 pub mod client;
 pub mod deadline;
+pub mod discovery;
 pub mod health;
 pub mod limits;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 
+pub use balance::{EndpointCounts, Policy};
 pub use client::{ClientConfig, ClientError, MeshChannel, Target, connect};
 pub use health::HealthState;
 pub use server::{ENDPOINT_HEADER, ServeError, Server, ServerConfig, ServerStats, bind};

@@ -1,0 +1,421 @@
+//! Client-side load balancing over a changing set of endpoints.
+//!
+//! tonic's balanced channel reports load 0 for every endpoint, so its power-of-two-choices is a
+//! random pick, and it knows nothing of health. This balancer keeps, per endpoint:
+//! - one tonic [`Channel`] (one HTTP/2 connection, reconnected on demand);
+//! - the number of calls outstanding on it (from the request until its response body ends);
+//! - its state, fed by a `grpc.health.v1` Watch on that same connection: NOT_SERVING takes it
+//!   out of rotation at once; a connection that fails puts it out too, and the watcher retries
+//!   with exponential backoff until it connects and reports SERVING again.
+//!
+//! Policies ([`Policy`]): `round_robin` cycles through the eligible endpoints; `least_request`
+//! picks two at random and sends to the one with fewer calls outstanding (P2C), so a slow
+//! instance, which accumulates outstanding calls, gets less traffic.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// How a client spreads calls over endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Each eligible endpoint in turn.
+    RoundRobin,
+    /// Power of two choices over calls outstanding: the less busy of two random endpoints.
+    #[default]
+    LeastRequest,
+}
+
+impl FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "round_robin" => Ok(Policy::RoundRobin),
+            "least_request" => Ok(Policy::LeastRequest),
+            other => Err(format!(
+                "unknown load-balancing policy {other:?}: expected round_robin or least_request"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::LeastRequest => "least_request",
+        })
+    }
+}
+
+/// What is known of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum State {
+    /// Not checked yet: eligible (optimistically), so the first calls need not wait.
+    Unknown = 0,
+    /// Its health service says SERVING (or it has none).
+    Serving = 1,
+    /// Its health service says NOT_SERVING (or SERVICE_UNKNOWN): out of rotation.
+    NotServing = 2,
+    /// Its connection failed: out of rotation until the health watcher reconnects.
+    Down = 3,
+}
+
+impl State {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => State::Serving,
+            2 => State::NotServing,
+            3 => State::Down,
+            _ => State::Unknown,
+        }
+    }
+
+    fn eligible(self) -> bool {
+        matches!(self, State::Unknown | State::Serving)
+    }
+}
+
+/// One backend instance.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) authority: String,
+    pub(crate) channel: Channel,
+    outstanding: AtomicUsize,
+    state: AtomicU8,
+    watcher: std::sync::OnceLock<AbortHandle>,
+    connection_lost: Arc<Notify>,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.get() {
+            watcher.abort();
+        }
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_state(&self, state: State) {
+        let old = State::from_u8(self.state.swap(state as u8, Ordering::Relaxed));
+        if old != state {
+            tracing::info!(endpoint = %self.authority, from = ?old, to = ?state, "endpoint state changed");
+            if state == State::Down {
+                self.connection_lost.notify_one();
+            }
+        }
+    }
+
+    /// Marks the endpoint unreachable, remembering why.
+    pub(crate) fn set_down(&self, cause: &dyn std::error::Error) {
+        let mut text = cause.to_string();
+        let mut source = cause.source();
+        while let Some(e) = source {
+            let more = e.to_string();
+            if !text.contains(&more) {
+                text = format!("{text}: {more}");
+            }
+            source = e.source();
+        }
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+        self.set_state(State::Down);
+    }
+
+    /// Why the endpoint was last marked unreachable.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counts a call as outstanding until the returned guard drops.
+    pub(crate) fn start_call(self: &Arc<Self>) -> Outstanding {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        Outstanding(self.clone())
+    }
+
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+}
+
+/// A call in progress on an endpoint.
+#[derive(Debug)]
+pub(crate) struct Outstanding(Arc<Endpoint>);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Exponential backoff with jitter, 100 ms doubling to 10 s.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self(Self::MIN)
+    }
+
+    fn reset(&mut self) {
+        self.0 = Self::MIN;
+    }
+
+    fn next(&mut self) -> Duration {
+        let base = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        base.mul_f64(0.8 + 0.4 * fastrand::f64())
+    }
+}
+
+/// Keeps `endpoint`'s state current from its health service, until the endpoint is dropped.
+async fn watch_health(endpoint: Weak<Endpoint>, service: String) {
+    let mut backoff = Backoff::new();
+    loop {
+        let Some(channel) = endpoint.upgrade().map(|e| e.channel.clone()) else {
+            return;
+        };
+        let set = |state| {
+            if let Some(e) = endpoint.upgrade() {
+                e.set_state(state);
+            }
+        };
+        let request = HealthCheckRequest {
+            service: service.clone(),
+        };
+        match HealthClient::new(channel).watch(request).await {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                while let Ok(Some(update)) = stream.message().await {
+                    backoff.reset();
+                    set(if update.status() == ServingStatus::Serving {
+                        State::Serving
+                    } else {
+                        State::NotServing
+                    });
+                }
+                // The stream ended: a draining server already said NOT_SERVING; a broken
+                // connection says nothing, so the endpoint is down until a new watch works.
+                if endpoint
+                    .upgrade()
+                    .is_some_and(|e| e.state() == State::Serving)
+                {
+                    set(State::Down);
+                }
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                // No health service there (e.g. a peer in another language): trust calls alone.
+                set(State::Serving);
+                return;
+            }
+            Err(status) => {
+                tracing::debug!(%status, "health watch failed");
+                if let Some(e) = endpoint.upgrade() {
+                    e.set_down(&status);
+                }
+            }
+        }
+        tokio::time::sleep(backoff.next()).await;
+    }
+}
+
+/// Counts of endpoints by state, for messages and readiness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointCounts {
+    /// Endpoints known.
+    pub total: usize,
+    /// Endpoints eligible for calls.
+    pub eligible: usize,
+    /// Endpoints whose health service says NOT_SERVING.
+    pub not_serving: usize,
+    /// Endpoints whose connection failed.
+    pub down: usize,
+}
+
+/// Makes the channel of a new endpoint from its `host:port`.
+type ChannelFactory = Box<dyn Fn(&str) -> Option<Channel> + Send + Sync>;
+
+/// The endpoint set of one target.
+pub(crate) struct Balancer {
+    policy: Policy,
+    health_service: Option<String>,
+    make_channel: ChannelFactory,
+    endpoints: RwLock<Vec<Arc<Endpoint>>>,
+    cursor: AtomicUsize,
+    connection_lost: Arc<Notify>,
+}
+
+impl fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Balancer")
+            .field("policy", &self.policy)
+            .field("health_service", &self.health_service)
+            .field("endpoints", &self.read())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Balancer {
+    pub(crate) fn new(
+        policy: Policy,
+        health_service: Option<String>,
+        make_channel: impl Fn(&str) -> Option<Channel> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            policy,
+            health_service,
+            make_channel: Box::new(make_channel),
+            endpoints: RwLock::default(),
+            cursor: AtomicUsize::new(0),
+            connection_lost: Arc::default(),
+        }
+    }
+
+    /// Notified whenever an endpoint's connection is lost (discovery may look again).
+    pub(crate) fn connection_lost(&self) -> Arc<Notify> {
+        self.connection_lost.clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Endpoint>>> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Endpoint>>> {
+        self.endpoints
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds an endpoint (no-op if known). Must run inside a tokio runtime (it starts the
+    /// endpoint's health watcher).
+    pub(crate) fn insert(&self, authority: &str) {
+        let mut endpoints = self.write();
+        if endpoints.iter().any(|e| e.authority == authority) {
+            return;
+        }
+        let Some(channel) = (self.make_channel)(authority) else {
+            tracing::warn!(
+                endpoint = authority,
+                "ignoring an endpoint that is not a valid host:port"
+            );
+            return;
+        };
+        let endpoint = Arc::new(Endpoint {
+            authority: authority.to_owned(),
+            channel,
+            outstanding: AtomicUsize::new(0),
+            state: AtomicU8::new(State::Unknown as u8),
+            watcher: std::sync::OnceLock::new(),
+            connection_lost: self.connection_lost.clone(),
+            last_error: std::sync::Mutex::new(None),
+        });
+        if let Some(service) = &self.health_service {
+            let task = tokio::spawn(watch_health(Arc::downgrade(&endpoint), service.clone()));
+            let _ = endpoint.watcher.set(task.abort_handle());
+        }
+        tracing::info!(endpoint = authority, "endpoint added");
+        endpoints.push(endpoint);
+    }
+
+    /// Removes an endpoint; calls already on it finish.
+    pub(crate) fn remove(&self, authority: &str) {
+        let mut endpoints = self.write();
+        let before = endpoints.len();
+        endpoints.retain(|e| e.authority != authority);
+        if endpoints.len() != before {
+            tracing::info!(endpoint = authority, "endpoint removed");
+        }
+    }
+
+    /// Makes the set exactly `authorities`.
+    pub(crate) fn reset(&self, authorities: &[String]) {
+        let stale: Vec<String> = self
+            .read()
+            .iter()
+            .filter(|e| !authorities.contains(&e.authority))
+            .map(|e| e.authority.clone())
+            .collect();
+        for authority in stale {
+            self.remove(&authority);
+        }
+        for authority in authorities {
+            self.insert(authority);
+        }
+    }
+
+    /// An endpoint for the next call, by policy, among the eligible ones not in `avoid`
+    /// (endpoints already tried by this call); falls back to `avoid` ones if nothing else is left.
+    pub(crate) fn pick(&self, avoid: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
+        let endpoints = self.read();
+        let fresh =
+            |e: &&Arc<Endpoint>| e.state().eligible() && !avoid.iter().any(|a| Arc::ptr_eq(a, e));
+        let mut candidates: Vec<&Arc<Endpoint>> = endpoints.iter().filter(fresh).collect();
+        if candidates.is_empty() {
+            candidates = endpoints.iter().filter(|e| e.state().eligible()).collect();
+        }
+        let n = candidates.len();
+        let chosen = match (n, self.policy) {
+            (0, _) => return None,
+            (1, _) => candidates[0],
+            (_, Policy::RoundRobin) => candidates[self.cursor.fetch_add(1, Ordering::Relaxed) % n],
+            (_, Policy::LeastRequest) => {
+                let a = fastrand::usize(..n);
+                let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                let (a, b) = (candidates[a], candidates[b]);
+                if b.outstanding() < a.outstanding() {
+                    b
+                } else {
+                    a
+                }
+            }
+        };
+        Some(chosen.clone())
+    }
+
+    /// Why some unreachable endpoint is down, as `host:port: cause`.
+    pub(crate) fn a_failure(&self) -> Option<String> {
+        self.read()
+            .iter()
+            .filter(|e| e.state() == State::Down)
+            .find_map(|e| e.last_error().map(|err| format!("{}: {err}", e.authority)))
+    }
+
+    pub(crate) fn counts(&self) -> EndpointCounts {
+        let endpoints = self.read();
+        let mut counts = EndpointCounts {
+            total: endpoints.len(),
+            ..EndpointCounts::default()
+        };
+        for e in endpoints.iter() {
+            match e.state() {
+                State::Unknown | State::Serving => counts.eligible += 1,
+                State::NotServing => counts.not_serving += 1,
+                State::Down => counts.down += 1,
+            }
+        }
+        counts
+    }
+}

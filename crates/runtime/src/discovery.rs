@@ -1,0 +1,144 @@
+//! Where a target's endpoints come from. A [`Discover`] yields a stream of [`Change`]s; the
+//! balancer applies them and knows nothing else about the source.
+//!
+//! - [`StaticList`]: a fixed list (`host:port`, `ipv4:…`, `ipv6:…`): one reset, then nothing.
+//! - [`Dns`]: every A/AAAA record of a name, re-resolved periodically and as soon as an
+//!   endpoint's connection is lost. `dns:///name:port` asks the system's resolvers
+//!   (/etc/resolv.conf); `dns://SERVER:PORT/name:port` asks that DNS server.
+//! - `Etcd` (cargo feature `etcd`): endpoints registered under a prefix, kept live by a watch.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::{Resolver, TokioResolver};
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// A change to a target's set of endpoints (`host:port` strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An endpoint appeared.
+    Insert(String),
+    /// An endpoint went away.
+    Remove(String),
+    /// The set is exactly this now.
+    Reset(Vec<String>),
+}
+
+/// A stream of endpoint changes.
+pub type Changes = Pin<Box<dyn Stream<Item = Change> + Send>>;
+
+/// A source of endpoints.
+pub trait Discover: Send + 'static {
+    /// Starts discovery. `connection_lost` is notified when an endpoint's connection fails, a
+    /// hint for sources that can look again sooner (DNS).
+    fn changes(self: Box<Self>, connection_lost: Arc<Notify>) -> Changes;
+}
+
+/// A fixed list of endpoints.
+#[derive(Debug, Clone)]
+pub struct StaticList(pub Vec<String>);
+
+impl Discover for StaticList {
+    fn changes(self: Box<Self>, _: Arc<Notify>) -> Changes {
+        Box::pin(tokio_stream::iter([Change::Reset(self.0)]))
+    }
+}
+
+/// Endpoints from DNS A/AAAA records.
+#[derive(Debug, Clone)]
+pub struct Dns {
+    /// The DNS server to ask; `None` for the system's.
+    pub server: Option<SocketAddr>,
+    /// The name to resolve.
+    pub host: String,
+    /// The port every endpoint listens on.
+    pub port: u16,
+    /// How often to resolve again. Default 30 s.
+    pub interval: Duration,
+}
+
+/// Resolving again on connection loss waits at least this long after the last resolution.
+const MIN_DNS_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Dns {
+    fn resolver(&self) -> Result<TokioResolver, String> {
+        let mut builder = match self.server {
+            Some(server) => {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = server.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = server.port();
+                let ns = NameServerConfig::new(server.ip(), true, vec![udp, tcp]);
+                Resolver::builder_with_config(
+                    ResolverConfig::from_name_servers(vec![ns]),
+                    TokioRuntimeProvider::default(),
+                )
+            }
+            None => Resolver::builder_tokio()
+                .map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?,
+        };
+        // Every resolution asks the server: the point is to see changes.
+        builder.options_mut().cache_size = 0;
+        builder
+            .build()
+            .map_err(|e| format!("cannot build a DNS resolver: {e}"))
+    }
+
+    async fn resolve(&self, resolver: &TokioResolver) -> Result<Vec<String>, String> {
+        let lookup = resolver
+            .lookup_ip(self.host.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut addrs: Vec<IpAddr> = lookup.iter().collect();
+        addrs.sort();
+        addrs.dedup();
+        Ok(addrs
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, self.port).to_string())
+            .collect())
+    }
+}
+
+impl Discover for Dns {
+    fn changes(self: Box<Self>, connection_lost: Arc<Notify>) -> Changes {
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let resolver = match self.resolver() {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::error!(host = %self.host, %err, "DNS discovery cannot start");
+                    return;
+                }
+            };
+            loop {
+                match self.resolve(&resolver).await {
+                    Ok(addrs) if !addrs.is_empty() => {
+                        tracing::debug!(host = %self.host, ?addrs, "resolved");
+                        if tx.send(Change::Reset(addrs)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {
+                        tracing::warn!(host = %self.host, "no A/AAAA records; keeping the last endpoints")
+                    }
+                    Err(err) => {
+                        tracing::warn!(host = %self.host, %err, "DNS resolution failed; keeping the last endpoints")
+                    }
+                }
+                tokio::time::sleep(MIN_DNS_INTERVAL).await;
+                tokio::select! {
+                    () = tokio::time::sleep(self.interval.saturating_sub(MIN_DNS_INTERVAL)) => {}
+                    () = connection_lost.notified() => tracing::debug!(host = %self.host, "connection lost: resolving again"),
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+}

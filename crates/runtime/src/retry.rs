@@ -1,0 +1,192 @@
+//! What makes a failed call safe to send again, and a request body that can be sent again.
+//!
+//! A call is retried only when it failed *before any response* (a transport error: refused
+//! connection, reset, refused stream) and either its method is idempotent, or the failure proves
+//! the server never saw it (the connection was refused). The request body is recorded while it
+//! is sent, up to [`REPLAY_LIMIT`] bytes, so a retry can resend it — including the messages a
+//! client stream had already sent; a larger body makes the call final. A retry budget
+//! (`tower::retry::budget`) keeps retries a small share of traffic, so a dead mesh is not
+//! hammered.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame};
+use tonic::Status;
+use tonic::body::Body;
+
+/// Bytes of request body kept for a retry; a larger request is not retried.
+pub const REPLAY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug)]
+struct Source {
+    inner: Body,
+    recorded: Vec<Bytes>,
+    recorded_len: usize,
+    overflowed: bool,
+    ended: bool,
+}
+
+/// A request body that records what it sends so that it can be sent again.
+#[derive(Debug)]
+pub(crate) struct ReplayBody {
+    source: Arc<Mutex<Source>>,
+    position: usize,
+    /// Set on the body that was sending when the record overflowed: it alone goes on.
+    past_record: bool,
+}
+
+impl ReplayBody {
+    pub(crate) fn new(inner: Body) -> Self {
+        Self {
+            source: Arc::new(Mutex::new(Source {
+                inner,
+                recorded: Vec::new(),
+                recorded_len: 0,
+                overflowed: false,
+                ended: false,
+            })),
+            position: 0,
+            past_record: false,
+        }
+    }
+
+    fn source(&self) -> std::sync::MutexGuard<'_, Source> {
+        self.source
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A body that sends everything from the start again, then continues with the rest, or
+    /// `None` when too much was sent to keep.
+    pub(crate) fn replay(&self) -> Option<ReplayBody> {
+        let replayable = !self.source().overflowed;
+        replayable.then(|| ReplayBody {
+            source: self.source.clone(),
+            position: 0,
+            past_record: false,
+        })
+    }
+}
+
+impl HttpBody for ReplayBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let (position, past_record) = (self.position, self.past_record);
+        let source_arc = self.source.clone();
+        let mut source = source_arc
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !past_record {
+            if let Some(chunk) = source.recorded.get(position).cloned() {
+                drop(source);
+                self.position += 1;
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            if source.overflowed {
+                return Poll::Ready(Some(Err(Status::internal(
+                    "request body can no longer be replayed",
+                ))));
+            }
+        }
+        if source.ended {
+            return Poll::Ready(None);
+        }
+        let frame = std::task::ready!(Pin::new(&mut source.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref()
+                    && !source.overflowed
+                {
+                    if source.recorded_len + data.len() <= REPLAY_LIMIT {
+                        source.recorded_len += data.len();
+                        source.recorded.push(data.clone());
+                        drop(source);
+                        self.position += 1;
+                    } else {
+                        source.overflowed = true;
+                        source.recorded = Vec::new();
+                        drop(source);
+                        self.past_record = true;
+                    }
+                }
+            }
+            None => source.ended = true,
+            Some(Err(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+}
+
+/// Whether a transport error proves the request never reached the server.
+pub(crate) fn never_reached_server(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        if e.to_string().contains("refused stream") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn body(chunks: &[&'static [u8]]) -> Body {
+        let frames: Vec<Result<Frame<Bytes>, Status>> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c))))
+            .collect();
+        Body::new(http_body_util::StreamBody::new(tokio_stream::iter(frames)))
+    }
+
+    async fn collect(b: ReplayBody) -> Vec<u8> {
+        b.collect().await.unwrap().to_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_replay_resends_what_was_sent_then_continues() {
+        let mut first = ReplayBody::new(body(&[b"ab", b"cd", b"ef"]));
+        let chunk = first.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(chunk, "ab");
+        let second = first.replay().unwrap();
+        drop(first);
+        assert_eq!(collect(second).await, b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn too_large_a_body_is_not_replayable_but_is_still_sent_whole() {
+        let big: &'static [u8] = Box::leak(vec![1u8; REPLAY_LIMIT].into_boxed_slice());
+        let mut first = ReplayBody::new(body(&[b"start", big, b"end"]));
+        first.frame().await.unwrap().unwrap();
+        let early = first.replay().expect("small so far");
+        first.frame().await.unwrap().unwrap();
+        assert!(first.replay().is_none(), "past the limit");
+        let rest = first.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(rest, "end", "the body being sent goes on");
+        assert!(first.frame().await.is_none());
+        assert!(
+            collect_err(early).await,
+            "an older replay cannot be completed"
+        );
+    }
+
+    async fn collect_err(b: ReplayBody) -> bool {
+        b.collect().await.is_err()
+    }
+}
