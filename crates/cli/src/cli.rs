@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use calcmesh_evaluator::EvaluatorConfig;
 use calcmesh_expr::Limits;
-use calcmesh_runtime::{ClientConfig, ServerConfig, Target};
+use calcmesh_runtime::{ClientConfig, Policy, ServerConfig, Target};
 use clap::{Args, Parser, Subcommand};
 
 /// calcmesh: gRPC microservices in Rust — a calculator, its clients, and the runtime around them.
@@ -70,9 +70,12 @@ pub(crate) enum Serve {
 pub(crate) struct EvaluatorArgs {
     #[command(flatten)]
     pub(crate) server: ServerArgs,
-    /// Where the calculators are: host:port, or a static list ipv4:ADDR:PORT,ADDR:PORT,...
+    /// Where the calculators are: host:port, a static list ipv4:ADDR:PORT,ADDR:PORT,...,
+    /// dns:///NAME:PORT, or etcd://HOST:PORT/calculator.
     #[arg(long, env = "CALCMESH_CALCULATOR", default_value = "127.0.0.1:50051")]
     pub(crate) calculator: Target,
+    #[command(flatten)]
+    pub(crate) balancing: BalancingArgs,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
 }
@@ -130,6 +133,8 @@ pub(crate) struct UpArgs {
     pub(crate) grace_period: humantime::Duration,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
+    #[command(flatten)]
+    pub(crate) balancing: BalancingArgs,
 }
 
 #[derive(Debug, Args)]
@@ -196,22 +201,54 @@ impl ServerArgs {
 /// Options every client command takes.
 #[derive(Debug, Args)]
 pub(crate) struct ClientArgs {
-    /// Where to call: host:port, http://host:port, or a static list ipv4:ADDR:PORT,ADDR:PORT.
+    /// Where to call: host:port, http://host:port, a static list ipv4:ADDR:PORT,ADDR:PORT,
+    /// dns:///NAME:PORT (every A/AAAA record) or etcd://HOST:PORT/SERVICE.
     /// Default: the calculator at 127.0.0.1:50051 (for `eval`, the evaluator at 127.0.0.1:50050).
     #[arg(long, env = "CALCMESH_TARGET", default_value = "127.0.0.1:50051")]
     pub(crate) target: Target,
     /// Deadline for the whole call (sent to the server as grpc-timeout).
     #[arg(long, env = "CALCMESH_TIMEOUT", default_value = "30s")]
     pub(crate) timeout: humantime::Duration,
-    /// How long to wait for a TCP connection.
-    #[arg(long, env = "CALCMESH_CONNECT_TIMEOUT", default_value_t = ClientConfig::default().connect_timeout.into())]
-    pub(crate) connect_timeout: humantime::Duration,
+    #[command(flatten)]
+    pub(crate) balancing: BalancingArgs,
 }
 
 impl ClientArgs {
     pub(crate) fn config(&self) -> ClientConfig {
+        self.balancing.config()
+    }
+}
+
+/// How a client reaches a target's endpoints.
+#[derive(Debug, Args)]
+pub(crate) struct BalancingArgs {
+    /// Load-balancing policy: least_request (the less busy of two random endpoints) or
+    /// round_robin.
+    #[arg(long, env = "CALCMESH_LB", default_value_t = Policy::default())]
+    pub(crate) lb: Policy,
+    /// How long to wait for a TCP connection.
+    #[arg(long, env = "CALCMESH_CONNECT_TIMEOUT", default_value_t = ClientConfig::default().connect_timeout.into())]
+    pub(crate) connect_timeout: humantime::Duration,
+    /// Attempts per call, the first included, for calls that fail before any response.
+    #[arg(long, env = "CALCMESH_MAX_ATTEMPTS", default_value_t = ClientConfig::default().max_attempts)]
+    pub(crate) max_attempts: usize,
+    /// How often dns: targets are resolved again.
+    #[arg(long, env = "CALCMESH_DNS_INTERVAL", default_value_t = ClientConfig::default().dns_interval.into())]
+    pub(crate) dns_interval: humantime::Duration,
+}
+
+impl BalancingArgs {
+    /// The client configuration, with every calcmesh method marked idempotent.
+    pub(crate) fn config(&self) -> ClientConfig {
         ClientConfig {
             connect_timeout: self.connect_timeout.into(),
+            policy: self.lb,
+            max_attempts: self.max_attempts,
+            dns_interval: self.dns_interval.into(),
+            idempotent: calcmesh_proto::IDEMPOTENT_METHODS
+                .iter()
+                .map(|m| (*m).to_owned())
+                .collect(),
             ..ClientConfig::default()
         }
     }

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::{EvaluatorArgs, Serve, UpArgs};
+use crate::cli::{BalancingArgs, EvaluatorArgs, Serve, UpArgs};
 
 /// A server with the calculator service.
 fn calculator_server(config: &ServerConfig) -> Server {
@@ -37,6 +37,14 @@ fn evaluator_server(
     Server::new(config.clone())
         .add_service(calcmesh_evaluator::server(service, config.max_message_size))
         .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET)
+}
+
+/// The evaluator's client of the calculators: health checked on `calculator.Calculator`.
+fn evaluator_client(balancing: &BalancingArgs) -> ClientConfig {
+    ClientConfig {
+        health_service: Some("calculator.Calculator".to_owned()),
+        ..balancing.config()
+    }
 }
 
 fn listen(addr: SocketAddr, config: &ServerConfig) -> anyhow::Result<TcpListener> {
@@ -65,10 +73,11 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
         Serve::Evaluator(EvaluatorArgs {
             server,
             calculator,
+            balancing,
             limits,
         }) => {
             let config = server.config();
-            let channel = connect(&calculator, &ClientConfig::default())?;
+            let channel = connect(&calculator, &evaluator_client(&balancing))?;
             tracing::info!(%calculator, "evaluator computes on these calculators");
             let listener = listen(server.listen, &config)?;
             (
@@ -159,7 +168,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let target = Target::Static(addrs.clone());
     let listener = listen(args.evaluator_listen, &config)?;
     let evaluator_addr = listener.local_addr()?;
-    let channel = connect(&target, &ClientConfig::default())?;
+    let channel = connect(&target, &evaluator_client(&args.balancing))?;
     let evaluator = Running::spawn(
         evaluator_server(&config, channel, args.limits.config()),
         listener,

@@ -23,3 +23,13 @@ pub mod evaluator {
 /// The encoded `FileDescriptorSet` of every calcmesh proto file, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/calcmesh_descriptor.bin"));
+
+/// Method path prefixes of calcmesh services whose calls are safe to send twice, for
+/// `ClientConfig::idempotent`: every `calculator.Calculator` RPC and every
+/// `calcmesh.evaluator.v1.Evaluator` RPC is a pure function of its request (no state changes,
+/// the same answer every time), and so is `grpc.health.v1.Health`.
+pub const IDEMPOTENT_METHODS: &[&str] = &[
+    "/calculator.Calculator/",
+    "/calcmesh.evaluator.v1.Evaluator/",
+    "/grpc.health.v1.Health/",
+];

@@ -123,17 +123,8 @@ impl Endpoint {
     }
 
     /// Marks the endpoint unreachable, remembering why.
-    pub(crate) fn set_down(&self, cause: &dyn std::error::Error) {
-        let mut text = cause.to_string();
-        let mut source = cause.source();
-        while let Some(e) = source {
-            let more = e.to_string();
-            if !text.contains(&more) {
-                text = format!("{text}: {more}");
-            }
-            source = e.source();
-        }
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+    pub(crate) fn set_down(&self, cause: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause);
         self.set_state(State::Down);
     }
 
@@ -232,12 +223,30 @@ async fn watch_health(endpoint: Weak<Endpoint>, service: String) {
             Err(status) => {
                 tracing::debug!(%status, "health watch failed");
                 if let Some(e) = endpoint.upgrade() {
-                    e.set_down(&status);
+                    let mut cause = status.message().to_owned();
+                    if let Some(source) = std::error::Error::source(&status) {
+                        cause = format!("{cause}: {}", error_chain(source));
+                    }
+                    e.set_down(cause);
                 }
             }
         }
         tokio::time::sleep(backoff.next()).await;
     }
+}
+
+/// An error and its sources, as one line, each distinct part once.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// Counts of endpoints by state, for messages and readiness.

@@ -491,7 +491,7 @@ impl Shared {
                     }
                     let unseen = never_reached_server(&err);
                     if unseen {
-                        endpoint.set_down(&err);
+                        endpoint.set_down(crate::balance::error_chain(&err));
                     }
                     tried.push(endpoint);
                     let retryable = (idempotent || unseen)
@@ -499,7 +499,13 @@ impl Shared {
                         && body.replay().is_some()
                         && deadline.is_none_or(|d| Instant::now() < d);
                     if !retryable || !self.budget.withdraw() {
-                        return Err(Box::new(err));
+                        // A transport failure is UNAVAILABLE in gRPC's terms (tonic would say
+                        // UNKNOWN for a reset connection).
+                        let endpoint = &tried[tried.len() - 1].authority;
+                        let cause = crate::balance::error_chain(&err);
+                        return Err(Box::new(Status::unavailable(format!(
+                            "{endpoint}: {cause}"
+                        ))));
                     }
                     tracing::debug!(target = %self.target, attempt = tried.len(), %err, "retrying on another endpoint");
                 }

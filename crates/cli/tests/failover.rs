@@ -1,0 +1,140 @@
+//! Instances that die or drain under continuous load cost no failed call: three
+//! `calcmesh serve calculator` processes, a client balancing over them, and a signal to one.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use calcmesh_proto::calculator::Request;
+use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+use calcmesh_runtime::{ClientConfig, MeshChannel, Target};
+use tokio::process::Command;
+use tokio::time::Instant;
+
+use common::ServerProcess;
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Calls from `workers` tasks until `until`; every failure is counted and its first reason kept.
+async fn load(
+    channel: MeshChannel,
+    workers: usize,
+    until: Instant,
+    tally: Arc<Tally>,
+) -> Option<String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let mut client = CalculatorClient::new(channel.clone());
+        let tally = tally.clone();
+        tasks.spawn(async move {
+            let mut first_failure = None;
+            let mut i = w as f64;
+            while Instant::now() < until {
+                let mut request = tonic::Request::new(Request {
+                    num1: i,
+                    num2: 2.0,
+                    operator: "*".into(),
+                });
+                request.set_timeout(Duration::from_secs(2));
+                match client.calculate(request).await {
+                    Ok(r) if r.get_ref().result == i * 2.0 => {
+                        tally.ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => {
+                        tally.failed.fetch_add(1, Ordering::Relaxed);
+                        first_failure.get_or_insert(format!("{other:?}"));
+                    }
+                }
+                i += 1.0;
+            }
+            first_failure
+        });
+    }
+    let mut first = None;
+    while let Some(done) = tasks.join_next().await {
+        if let Some(f) = done.unwrap() {
+            first.get_or_insert(f);
+        }
+    }
+    first
+}
+
+async fn signal(server: &ServerProcess, name: &str) {
+    let pid = server.child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+}
+
+async fn scenario(sig: &str) {
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(ServerProcess::calcmesh().await);
+    }
+    let target = Target::Static(servers.iter().map(|s| s.addr.parse().unwrap()).collect());
+    let config = ClientConfig {
+        idempotent: calcmesh_proto::IDEMPOTENT_METHODS
+            .iter()
+            .map(|m| (*m).to_owned())
+            .collect(),
+        ..ClientConfig::default()
+    };
+    let channel = calcmesh_runtime::connect(&target, &config).unwrap();
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let run = tokio::spawn(load(
+        channel.clone(),
+        8,
+        started + Duration::from_secs(3),
+        tally.clone(),
+    ));
+
+    // Signal one instance once the load is flowing.
+    while tally.ok.load(Ordering::Relaxed) < 1_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "load never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&servers[1], sig).await;
+    let first_failure = run.await.unwrap();
+    let (ok, failed) = (
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+    );
+    let rate = ok as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "{sig}: {ok} calls in {:?} ({rate:.0}/s), {failed} failed",
+        started.elapsed()
+    );
+    assert_eq!(failed, 0, "first failure: {first_failure:?}");
+    assert!(
+        rate >= 2_000.0,
+        "the load is at least 2 000 calls/s ({rate:.0}/s)"
+    );
+    let counts = channel.endpoints();
+    assert_eq!(
+        (counts.total, counts.eligible),
+        (3, 2),
+        "the signalled instance left the rotation: {counts:?}"
+    );
+}
+
+/// One test, two scenarios in turn, so they do not compete for the machine's cores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_or_sigterm_of_one_instance_under_load_fails_no_call() {
+    scenario("-KILL").await;
+    scenario("-TERM").await;
+}

@@ -1,0 +1,252 @@
+//! The balancer against real servers on 127.0.0.1:0: how calls spread, and how health moves
+//! endpoints in and out of rotation.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use calcmesh_calculator::CalculatorService;
+use calcmesh_proto::calculator::Request;
+use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+use calcmesh_runtime::{ClientConfig, MeshChannel, Policy, Server, ServerConfig, Target};
+use calcmesh_testkit::Running;
+use tonic::body::Body;
+use tonic::server::NamedService;
+
+/// A service that answers `delay` later than the one it wraps: a slow instance.
+#[derive(Clone)]
+struct Slow<S> {
+    inner: S,
+    delay: Duration,
+}
+
+impl<S: NamedService> NamedService for Slow<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower_service::Service<http::Request<Body>> for Slow<S>
+where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let (mut inner, delay) = (self.inner.clone(), self.delay);
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            inner.call(request).await
+        })
+    }
+}
+
+struct Instance {
+    running: Running,
+    service: CalculatorService,
+}
+
+fn instance(delay: Option<Duration>) -> Instance {
+    let config = ServerConfig::default();
+    let service = CalculatorService::new();
+    let grpc = calcmesh_calculator::server(service.clone(), config.max_message_size);
+    let server = match delay {
+        Some(delay) => Server::new(config).add_service(Slow { inner: grpc, delay }),
+        None => Server::new(config).add_service(grpc),
+    };
+    Instance {
+        running: Running::start(server),
+        service,
+    }
+}
+
+fn channel(instances: &[Instance], policy: Policy) -> MeshChannel {
+    let target = Target::Static(instances.iter().map(|i| i.running.addr).collect());
+    let config = ClientConfig {
+        policy,
+        idempotent: calcmesh_proto::IDEMPOTENT_METHODS
+            .iter()
+            .map(|m| (*m).to_owned())
+            .collect(),
+        ..ClientConfig::default()
+    };
+    calcmesh_runtime::connect(&target, &config).unwrap()
+}
+
+fn add(i: usize) -> Request {
+    Request {
+        num1: i as f64,
+        num2: 1.0,
+        operator: "+".into(),
+    }
+}
+
+/// `calls` calls from `workers` concurrent tasks; every one must succeed.
+async fn load(channel: &MeshChannel, calls: usize, workers: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let mut client = CalculatorClient::new(channel.clone());
+        tasks.spawn(async move {
+            for i in (w..calls).step_by(workers) {
+                let r = client.calculate(add(i)).await.expect("every call succeeds");
+                assert_eq!(r.into_inner().result, i as f64 + 1.0);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+async fn stop(instances: Vec<Instance>) {
+    for i in instances {
+        i.running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn round_robin_gives_each_instance_a_third() {
+    let instances: Vec<_> = (0..3).map(|_| instance(None)).collect();
+    let channel = channel(&instances, Policy::RoundRobin);
+    load(&channel, 3_000, 1).await;
+    for i in &instances {
+        let n = i.service.calculations();
+        assert!(
+            (990..=1010).contains(&n),
+            "{}: {n} of 3000 calls, expected 1000 ± 1 %",
+            i.running.addr
+        );
+        assert_eq!(
+            i.running.stats.connections_accepted(),
+            1,
+            "one connection per endpoint"
+        );
+    }
+    stop(instances).await;
+}
+
+#[tokio::test]
+async fn least_request_sends_less_to_a_slow_instance() {
+    let instances = vec![
+        instance(None),
+        instance(None),
+        instance(Some(Duration::from_millis(5))),
+    ];
+    let channel = channel(&instances, Policy::LeastRequest);
+    load(&channel, 3_000, 16).await;
+    let counts: Vec<u64> = instances.iter().map(|i| i.service.calculations()).collect();
+    let fast = (counts[0] + counts[1]) / 2;
+    assert_eq!(counts.iter().sum::<u64>(), 3_000);
+    // Round robin would give each 1 000; P2C over outstanding calls gives the slow one far
+    // less (about a third of a fast one's here).
+    assert!(
+        counts[2] * 2 < fast,
+        "the instance 5 ms slower gets under half a fast one's calls: {counts:?}"
+    );
+    stop(instances).await;
+}
+
+#[tokio::test]
+async fn not_serving_leaves_the_rotation_within_a_second() {
+    let instances: Vec<_> = (0..3).map(|_| instance(None)).collect();
+    let channel = channel(&instances, Policy::RoundRobin);
+    load(&channel, 30, 1).await;
+    assert!(instances.iter().all(|i| i.service.calculations() > 0));
+
+    instances[0].running.health.set_serving("", false);
+    let flipped = std::time::Instant::now();
+    // Readiness: the client's view of the endpoint, polled, not a fixed sleep.
+    while channel.endpoints().not_serving != 1 {
+        assert!(
+            flipped.elapsed() < Duration::from_secs(1),
+            "NOT_SERVING seen within 1 s: {:?}",
+            channel.endpoints()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = instances[0].service.calculations();
+    load(&channel, 300, 4).await;
+    assert_eq!(
+        instances[0].service.calculations(),
+        before,
+        "no calls to a NOT_SERVING instance"
+    );
+
+    instances[0].running.health.set_serving("", true);
+    while channel.endpoints().eligible != 3 {
+        assert!(
+            flipped.elapsed() < Duration::from_secs(5),
+            "SERVING again: {:?}",
+            channel.endpoints()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    load(&channel, 30, 1).await;
+    assert!(
+        instances[0].service.calculations() > before,
+        "back in rotation"
+    );
+    stop(instances).await;
+}
+
+#[tokio::test]
+async fn a_stopped_instance_costs_no_failed_call() {
+    let mut instances: Vec<_> = (0..3).map(|_| instance(None)).collect();
+    let channel = channel(&instances, Policy::LeastRequest);
+    load(&channel, 300, 4).await;
+    // Drain one instance: its health turns NOT_SERVING and its listener closes.
+    let gone = instances.remove(1);
+    gone.running.stop().await;
+    load(&channel, 1_000, 8).await;
+    assert_eq!(channel.endpoints().eligible, 2, "{:?}", channel.endpoints());
+    stop(instances).await;
+}
+
+#[tokio::test]
+async fn nothing_to_call_is_unavailable_and_says_why() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let channel =
+        calcmesh_runtime::connect(&Target::Static(vec![addr]), &ClientConfig::default()).unwrap();
+    let status = CalculatorClient::new(channel)
+        .calculate(add(1))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("onnection refused") || status.source_chain_has_refused(),
+        "{status:?}"
+    );
+}
+
+trait RefusedInChain {
+    fn source_chain_has_refused(&self) -> bool;
+}
+
+impl RefusedInChain for tonic::Status {
+    fn source_chain_has_refused(&self) -> bool {
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            if e.to_string().contains("onnection refused") {
+                return true;
+            }
+            source = e.source();
+        }
+        false
+    }
+}
