@@ -182,6 +182,14 @@ pub(crate) struct ServerArgs {
     /// `calcmesh-endpoint`). Defaults to the bound address unless that is a wildcard.
     #[arg(long, env = "CALCMESH_ADVERTISE")]
     pub(crate) advertise: Option<String>,
+    /// Register this server in etcd while it runs: etcd://HOST:PORT[,HOST:PORT...]/SERVICE.
+    /// The key SERVICE/ADVERTISE is tied to a lease kept alive; it is deleted before draining
+    /// and expires after --register-ttl if the process dies. Needs a build with `--features etcd`.
+    #[arg(long, env = "CALCMESH_REGISTER")]
+    pub(crate) register: Option<Target>,
+    /// Lease time to live of the etcd registration.
+    #[arg(long, env = "CALCMESH_REGISTER_TTL", default_value = "10s")]
+    pub(crate) register_ttl: humantime::Duration,
 }
 
 impl ServerArgs {

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::{BalancingArgs, EvaluatorArgs, Serve, UpArgs};
+use crate::cli::{BalancingArgs, EvaluatorArgs, Serve, ServerArgs, UpArgs};
 
 /// A server with the calculator service.
 fn calculator_server(config: &ServerConfig) -> Server {
@@ -58,16 +58,72 @@ fn say(line: &str) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Runs the chosen service until SIGINT/SIGTERM, then drains.
+/// What `--register` asks for: `None` when not asked.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))] // without etcd, only the target is reported
+struct Register {
+    target: Target,
+    ttl: std::time::Duration,
+    advertise: Option<String>,
+}
+
+impl Register {
+    fn from_args(args: &ServerArgs) -> Option<Self> {
+        Some(Self {
+            target: args.register.clone()?,
+            ttl: args.register_ttl.into(),
+            advertise: args.advertise.clone(),
+        })
+    }
+
+    /// Registers `addr` (or the advertised address); the returned future deregisters.
+    #[cfg(feature = "etcd")]
+    fn start(self, addr: SocketAddr) -> anyhow::Result<impl Future<Output = ()>> {
+        use calcmesh_runtime::etcd::{Registration, RegistrationConfig};
+        let Target::Etcd { endpoints, service } = self.target else {
+            anyhow::bail!(
+                "--register takes an etcd://HOST:PORT/SERVICE target, not {}",
+                self.target
+            );
+        };
+        let addr = match self.advertise {
+            Some(advertise) => advertise,
+            None if addr.ip().is_unspecified() => {
+                anyhow::bail!(
+                    "--register with a wildcard --listen ({addr}) needs --advertise HOST:PORT"
+                )
+            }
+            None => addr.to_string(),
+        };
+        let registration = Registration::start(RegistrationConfig {
+            endpoints,
+            service,
+            addr,
+            ttl: self.ttl,
+        });
+        Ok(registration.deregister())
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    fn start(self, _: SocketAddr) -> anyhow::Result<std::future::Ready<()>> {
+        anyhow::bail!(
+            "--register {} needs etcd support: build calcmesh with `--features etcd`",
+            self.target
+        )
+    }
+}
+
+/// Runs the chosen service until SIGINT/SIGTERM, then drains (deregistering first).
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
-    let (name, server, listener) = match serve {
+    let (name, server, listener, register) = match serve {
         Serve::Calculator(args) => {
             let config = args.config();
             let listener = listen(args.listen, &config)?;
+            let register = Register::from_args(&args);
             (
                 "calculator.Calculator",
                 calculator_server(&config),
                 listener,
+                register,
             )
         }
         Serve::Evaluator(EvaluatorArgs {
@@ -80,17 +136,27 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
             let channel = connect(&calculator, &evaluator_client(&balancing))?;
             tracing::info!(%calculator, "evaluator computes on these calculators");
             let listener = listen(server.listen, &config)?;
+            let evaluator = evaluator_server(&config, channel, limits.config());
             (
                 "calcmesh.evaluator.v1.Evaluator",
-                evaluator_server(&config, channel, limits.config()),
+                evaluator,
                 listener,
+                Register::from_args(&server),
             )
         }
     };
     let addr = listener.local_addr()?;
+    let deregister = register.map(|r| r.start(addr)).transpose()?;
     say(&format!("listening on {addr}"))?;
     tracing::info!(%addr, service = name, config = ?server.config(), "listening");
-    server.serve(listener, shutdown::signal()).await?;
+    let shutdown = async {
+        shutdown::signal().await;
+        // Leave discovery before draining, so clients stop picking this server.
+        if let Some(deregister) = deregister {
+            deregister.await;
+        }
+    };
+    server.serve(listener, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,66 +4,14 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use calcmesh_proto::calculator::Request;
-use calcmesh_proto::calculator::calculator_client::CalculatorClient;
-use calcmesh_runtime::{ClientConfig, MeshChannel, Target};
+use calcmesh_runtime::{ClientConfig, Target};
 use tokio::process::Command;
 use tokio::time::Instant;
 
-use common::ServerProcess;
-
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-/// Calls from `workers` tasks until `until`; every failure is counted and its first reason kept.
-async fn load(
-    channel: MeshChannel,
-    workers: usize,
-    until: Instant,
-    tally: Arc<Tally>,
-) -> Option<String> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..workers {
-        let mut client = CalculatorClient::new(channel.clone());
-        let tally = tally.clone();
-        tasks.spawn(async move {
-            let mut first_failure = None;
-            let mut i = w as f64;
-            while Instant::now() < until {
-                let mut request = tonic::Request::new(Request {
-                    num1: i,
-                    num2: 2.0,
-                    operator: "*".into(),
-                });
-                request.set_timeout(Duration::from_secs(2));
-                match client.calculate(request).await {
-                    Ok(r) if r.get_ref().result == i * 2.0 => {
-                        tally.ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    other => {
-                        tally.failed.fetch_add(1, Ordering::Relaxed);
-                        first_failure.get_or_insert(format!("{other:?}"));
-                    }
-                }
-                i += 1.0;
-            }
-            first_failure
-        });
-    }
-    let mut first = None;
-    while let Some(done) = tasks.join_next().await {
-        if let Some(f) = done.unwrap() {
-            first.get_or_insert(f);
-        }
-    }
-    first
-}
+use common::{ServerProcess, Tally, load};
 
 async fn signal(server: &ServerProcess, name: &str) {
     let pid = server.child.id().unwrap().to_string();

@@ -159,21 +159,21 @@ impl Drop for Outstanding {
 
 /// Exponential backoff with jitter, 100 ms doubling to 10 s.
 #[derive(Debug)]
-struct Backoff(Duration);
+pub(crate) struct Backoff(Duration);
 
 impl Backoff {
     const MIN: Duration = Duration::from_millis(100);
     const MAX: Duration = Duration::from_secs(10);
 
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Self::MIN)
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.0 = Self::MIN;
     }
 
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let base = self.0;
         self.0 = (self.0 * 2).min(Self::MAX);
         base.mul_f64(0.8 + 0.4 * fastrand::f64())

@@ -8,6 +8,7 @@
 //! - [`limits`]: the max-message-size layer that answers RESOURCE_EXHAUSTED, as the gRPC spec says.
 //! - [`client`]: [`Target`] parsing and [`connect`], the one way to get a channel ([`MeshChannel`]).
 //! - [`discovery`]: where endpoints come from — static lists, DNS, etcd — as a stream of changes.
+//! - `etcd` (feature `etcd`): etcd discovery and server registration, in grpc-go's key layout.
 //! - [`balance`]: the health-aware balancer (round_robin, least_request) over those endpoints.
 //! - [`retry`]: when a failed call may be sent again, and the body that can be.
 //! - [`deadline`]: the caller's deadline, read from `grpc-timeout` and passed downstream.
@@ -17,6 +18,8 @@ pub mod balance;
 pub mod client;
 pub mod deadline;
 pub mod discovery;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod health;
 pub mod limits;
 pub mod retry;

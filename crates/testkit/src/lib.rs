@@ -31,9 +31,16 @@ impl Running {
     /// # Panics
     /// If no loopback port can be bound.
     pub fn start(server: Server) -> Self {
-        let listener =
-            calcmesh_runtime::bind(SocketAddr::from(([127, 0, 0, 1], 0)), server.config())
-                .expect("bind a free loopback port");
+        Self::start_on(server, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Like [`start`](Self::start), on `addr` (e.g. another loopback address, `127.0.0.2:0`).
+    ///
+    /// # Panics
+    /// If `addr` cannot be bound.
+    pub fn start_on(server: Server, addr: SocketAddr) -> Self {
+        let listener = calcmesh_runtime::bind(addr, server.config())
+            .unwrap_or_else(|err| panic!("bind {addr}: {err}"));
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");

@@ -2,9 +2,17 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use calcmesh_proto::calculator::Request;
+use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+use calcmesh_runtime::MeshChannel;
+use tokio::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -165,4 +173,213 @@ pub async fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str], stdin: &st
 /// Runs the `calcmesh` binary.
 pub async fn calcmesh(args: &[&str], stdin: &str) -> Output {
     run(BIN, args, stdin).await
+}
+
+/// Outcomes of a load run: successes, failures, and which endpoint answered how often.
+#[derive(Default)]
+pub struct Tally {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub by_endpoint: Mutex<HashMap<String, u64>>,
+}
+
+impl Tally {
+    /// Calls answered by `endpoint` so far.
+    pub fn answered_by(&self, endpoint: &str) -> u64 {
+        self.by_endpoint
+            .lock()
+            .unwrap()
+            .get(endpoint)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Calls from `workers` tasks until `until`; every failure is counted and its first reason kept.
+pub async fn load(
+    channel: MeshChannel,
+    workers: usize,
+    until: Instant,
+    tally: Arc<Tally>,
+) -> Option<String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let mut client = CalculatorClient::new(channel.clone());
+        let tally = tally.clone();
+        tasks.spawn(async move {
+            let mut first_failure = None;
+            let mut i = w as f64;
+            while Instant::now() < until {
+                let mut request = tonic::Request::new(Request {
+                    num1: i,
+                    num2: 2.0,
+                    operator: "*".into(),
+                });
+                request.set_timeout(Duration::from_secs(2));
+                match client.calculate(request).await {
+                    Ok(r) if r.get_ref().result == i * 2.0 => {
+                        tally.ok.fetch_add(1, Ordering::Relaxed);
+                        if let Some(e) = r
+                            .metadata()
+                            .get(calcmesh_runtime::ENDPOINT_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                        {
+                            *tally
+                                .by_endpoint
+                                .lock()
+                                .unwrap()
+                                .entry(e.to_owned())
+                                .or_default() += 1;
+                        }
+                    }
+                    other => {
+                        tally.failed.fetch_add(1, Ordering::Relaxed);
+                        first_failure.get_or_insert(format!("{other:?}"));
+                    }
+                }
+                i += 1.0;
+            }
+            first_failure
+        });
+    }
+    let mut first = None;
+    while let Some(done) = tasks.join_next().await {
+        if let Some(f) = done.unwrap() {
+            first.get_or_insert(f);
+        }
+    }
+    first
+}
+
+/// A real etcd (Debian's etcd-server) on free loopback ports with a temporary data directory;
+/// killed and cleaned up on drop.
+pub struct Etcd {
+    child: Option<Child>,
+    args: Vec<String>,
+    data_dir: PathBuf,
+    /// The client address, `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it answers `etcdctl endpoint health`.
+    pub async fn start() -> Self {
+        let (client, peer) = (free_port(), free_port());
+        let data_dir = std::env::temp_dir().join(format!("calcmesh-etcd-{client}"));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let args = vec![
+            "--name=test".to_owned(),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=test={peer_url}"),
+        ];
+        let mut etcd = Self {
+            child: None,
+            args,
+            data_dir,
+            addr: format!("127.0.0.1:{client}"),
+        };
+        etcd.run().await;
+        etcd
+    }
+
+    /// (Re)starts the process on the same ports and data, and waits until it is healthy.
+    pub async fn run(&mut self) {
+        let child = Command::new("etcd")
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("etcd is missing: ./scripts/test installs Debian's etcd-server");
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while !self.etcdctl(&["endpoint", "health"]).await.0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "etcd became healthy within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the process (SIGTERM) and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().unwrap().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+    }
+
+    async fn etcdctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.addr))
+            .arg("--dial-timeout=1s")
+            .args(args)
+            .output()
+            .await
+            .expect("etcdctl is missing: ./scripts/test installs Debian's etcd-client");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// `etcdctl get --prefix PREFIX`: (key, value) pairs.
+    pub async fn get_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let (ok, text) = self.etcdctl(&["get", "--prefix", prefix]).await;
+        assert!(ok, "etcdctl get failed");
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .chunks(2)
+            .map(|kv| {
+                (
+                    kv[0].to_owned(),
+                    kv.get(1).copied().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// `etcd://ADDR/SERVICE`.
+    pub fn target(&self, service: &str) -> String {
+        format!("etcd://{}/{service}", self.addr)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Waits (polling, bounded) until `check` holds; panics with `what` after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,0 +1,221 @@
+//! etcd discovery and registration with a real etcd (Debian's etcd-server) and real
+//! `calcmesh serve calculator --register …` processes. Built with `--features etcd`
+//! (`./scripts/test` builds everything with all features).
+#![cfg(feature = "etcd")]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use calcmesh_runtime::{ClientConfig, Policy, Target};
+use tokio::process::Command;
+use tokio::time::Instant;
+
+use common::{BIN, Etcd, ServerProcess, Tally, eventually, load};
+
+const TTL: &str = "2s";
+
+async fn registered_calculator(etcd: &Etcd) -> ServerProcess {
+    let target = etcd.target("calculator");
+    let args = [
+        "serve",
+        "calculator",
+        "--listen",
+        "127.0.0.1:0",
+        "--register",
+        &target,
+        "--register-ttl",
+        TTL,
+        "--grace-period",
+        "5s",
+    ];
+    ServerProcess::start(BIN, &args).await
+}
+
+async fn keys(etcd: &Etcd) -> Vec<String> {
+    etcd.get_prefix("calculator/")
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+fn client(etcd: &Etcd) -> calcmesh_runtime::MeshChannel {
+    let target: Target = etcd.target("calculator").parse().unwrap();
+    let config = ClientConfig {
+        policy: Policy::RoundRobin,
+        idempotent: calcmesh_proto::IDEMPOTENT_METHODS
+            .iter()
+            .map(|m| (*m).to_owned())
+            .collect(),
+        ..ClientConfig::default()
+    };
+    calcmesh_runtime::connect(&target, &config).unwrap()
+}
+
+async fn signal(server: &ServerProcess, sig: &str) {
+    let pid = server.child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_discovery_and_instances_that_come_and_go() {
+    let etcd = Etcd::start().await;
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(registered_calculator(&etcd).await);
+    }
+    eventually("three registrations", Duration::from_secs(10), || async {
+        keys(&etcd).await.len() == 3
+    })
+    .await;
+    // grpc-go's etcd resolver layout, as etcdctl shows it.
+    for (key, value) in etcd.get_prefix("calculator/").await {
+        let addr = key.strip_prefix("calculator/").unwrap();
+        assert_eq!(
+            value,
+            format!(r#"{{"Op":0,"Addr":"{addr}","Metadata":null}}"#)
+        );
+        assert!(servers.iter().any(|s| s.addr == addr), "{key}");
+    }
+
+    let channel = client(&etcd);
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let run = tokio::spawn(load(
+        channel.clone(),
+        8,
+        started + Duration::from_secs(12),
+        tally.clone(),
+    ));
+    eventually(
+        "load flowing to all three",
+        Duration::from_secs(5),
+        || async { servers.iter().all(|s| tally.answered_by(&s.addr) > 0) },
+    )
+    .await;
+
+    // A fourth instance gets traffic within 1 s of registering.
+    let fourth = registered_calculator(&etcd).await;
+    eventually("the fourth key", Duration::from_secs(5), || async {
+        keys(&etcd)
+            .await
+            .contains(&format!("calculator/{}", fourth.addr))
+    })
+    .await;
+    let registered = std::time::Instant::now();
+    eventually(
+        "the fourth instance answering",
+        Duration::from_secs(1),
+        || async { tally.answered_by(&fourth.addr) > 0 },
+    )
+    .await;
+    eprintln!(
+        "4th instance answered {:?} after its key appeared",
+        registered.elapsed()
+    );
+    servers.push(fourth);
+
+    // SIGTERM: the key is gone by the time the process has drained and exited.
+    let drained = servers.remove(0);
+    let drained_key = format!("calculator/{}", drained.addr);
+    signal(&drained, "-TERM").await;
+    let (status, _) = drained.wait().await;
+    assert!(status.success());
+    assert!(
+        !keys(&etcd).await.contains(&drained_key),
+        "deregistered before exiting"
+    );
+
+    // SIGKILL: the key expires with its lease.
+    let killed = servers.remove(0);
+    let killed_key = format!("calculator/{}", killed.addr);
+    signal(&killed, "-KILL").await;
+    let died = std::time::Instant::now();
+    eventually(
+        "the crashed instance's key to expire",
+        Duration::from_secs(5),
+        || async { !keys(&etcd).await.contains(&killed_key) },
+    )
+    .await;
+    eprintln!(
+        "crashed instance's key expired {:?} after SIGKILL (TTL {TTL})",
+        died.elapsed()
+    );
+    assert!(
+        died.elapsed() <= Duration::from_millis(3_500),
+        "within the 2 s TTL and etcd's expiry granularity"
+    );
+
+    let first_failure = run.await.unwrap();
+    let (ok, failed) = (
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+    );
+    eprintln!("{ok} calls, {failed} failed");
+    assert_eq!(failed, 0, "first failure: {first_failure:?}");
+    assert_eq!(channel.endpoints().total, 2, "{:?}", channel.endpoints());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_outage_under_load_fails_no_call_and_servers_register_again() {
+    let mut etcd = Etcd::start().await;
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(registered_calculator(&etcd).await);
+    }
+    eventually("three registrations", Duration::from_secs(10), || async {
+        keys(&etcd).await.len() == 3
+    })
+    .await;
+    let channel = client(&etcd);
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let run = tokio::spawn(load(
+        channel.clone(),
+        8,
+        started + Duration::from_secs(12),
+        tally.clone(),
+    ));
+    eventually("load flowing", Duration::from_secs(5), || async {
+        tally.ok.load(Ordering::Relaxed) > 500
+    })
+    .await;
+
+    etcd.stop().await;
+    let before = tally.ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(4)).await; // the outage itself, longer than the TTL
+    assert!(
+        tally.ok.load(Ordering::Relaxed) > before + 1_000,
+        "calls go on while etcd is away"
+    );
+    etcd.run().await;
+
+    // After etcd returns, every server is registered again and stays so past its old lease.
+    tokio::time::sleep(Duration::from_secs(3)).await; // longer than the TTL: old leases are gone
+    eventually(
+        "all three registered again",
+        Duration::from_secs(10),
+        || async { keys(&etcd).await.len() == 3 },
+    )
+    .await;
+    assert_eq!(channel.endpoints().eligible, 3, "{:?}", channel.endpoints());
+
+    let first_failure = run.await.unwrap();
+    let (ok, failed) = (
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+    );
+    eprintln!("{ok} calls across the outage, {failed} failed");
+    assert_eq!(failed, 0, "first failure: {first_failure:?}");
+    drop(servers);
+}

@@ -1,0 +1,186 @@
+//! DNS discovery against a real DNS server: dnsmasq on a free loopback port serving several
+//! A records for one name, each pointing at a calculator on its own loopback address.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use calcmesh_calculator::CalculatorService;
+use calcmesh_proto::calculator::Request;
+use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+use calcmesh_runtime::{ClientConfig, MeshChannel, Policy, Server, ServerConfig, Target};
+use calcmesh_testkit::Running;
+
+const NAME: &str = "calculator.calcmesh.test";
+
+/// dnsmasq serving the A records in a hosts file; killed on drop.
+struct Dnsmasq {
+    child: Child,
+    port: u16,
+    hosts: tempfile_path::TempHosts,
+}
+
+mod tempfile_path {
+    /// A hosts file in the system's temp dir, removed on drop.
+    pub(super) struct TempHosts(pub(super) std::path::PathBuf);
+    impl Drop for TempHosts {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl Dnsmasq {
+    fn start(ips: &[IpAddr]) -> Self {
+        assert!(
+            Command::new("dnsmasq")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            "dnsmasq is missing: ./scripts/test installs Debian's dnsmasq-base"
+        );
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let hosts = tempfile_path::TempHosts(
+            std::env::temp_dir().join(format!("calcmesh-dns-{port}.hosts")),
+        );
+        let mut dns = Dnsmasq {
+            child: Command::new("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--bind-interfaces",
+                    "--listen-address=127.0.0.1",
+                    "--user=root",
+                    "--local-ttl=0",
+                    &format!("--port={port}"),
+                    &format!("--addn-hosts={}", hosts.0.display()),
+                    "--pid-file=",
+                ])
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start dnsmasq"),
+            port,
+            hosts,
+        };
+        dns.serve(ips);
+        dns
+    }
+
+    /// Replaces the records and makes dnsmasq reload them (SIGHUP).
+    fn serve(&mut self, ips: &[IpAddr]) {
+        let text: String = ips.iter().map(|ip| format!("{ip} {NAME}\n")).collect();
+        std::fs::write(&self.hosts.0, text).unwrap();
+        let pid = self.child.id().to_string();
+        // SIGHUP before dnsmasq has installed its handler would kill it; the first call comes
+        // from `start`, when the file is read at startup anyway, so a failed signal is fine there.
+        let _ = Command::new("kill").args(["-HUP", &pid]).status();
+    }
+
+    fn target(&self, port: u16) -> Target {
+        Target::Dns {
+            server: Some(SocketAddr::from(([127, 0, 0, 1], self.port))),
+            host: NAME.to_owned(),
+            port,
+        }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Calculators on 127.0.0.2, .3, .4, all on one port (DNS gives addresses, the target the port).
+fn calculators() -> (Vec<(Running, CalculatorService)>, u16) {
+    let start = |ip: [u8; 4], port| {
+        let config = ServerConfig::default();
+        let service = CalculatorService::new();
+        let server = Server::new(config.clone()).add_service(calcmesh_calculator::server(
+            service.clone(),
+            config.max_message_size,
+        ));
+        (
+            Running::start_on(server, SocketAddr::from((ip, port))),
+            service,
+        )
+    };
+    let first = start([127, 0, 0, 2], 0);
+    let port = first.0.addr.port();
+    let rest = [[127, 0, 0, 3], [127, 0, 0, 4]].map(|ip| start(ip, port));
+    let mut all = vec![first];
+    all.extend(rest);
+    (all, port)
+}
+
+async fn calls(channel: &MeshChannel, n: usize) {
+    let mut client = CalculatorClient::new(channel.clone());
+    for i in 0..n {
+        let request = Request {
+            num1: i as f64,
+            num2: 1.0,
+            operator: "+".into(),
+        };
+        client
+            .calculate(request)
+            .await
+            .expect("every call succeeds");
+    }
+}
+
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_record_is_used_and_a_removed_one_is_drained() {
+    let (calculators, port) = calculators();
+    let ips: Vec<IpAddr> = calculators.iter().map(|(r, _)| r.addr.ip()).collect();
+    let mut dns = Dnsmasq::start(&ips);
+    let config = ClientConfig {
+        policy: Policy::RoundRobin,
+        dns_interval: Duration::from_millis(1_500),
+        ..ClientConfig::default()
+    };
+    // dnsmasq may take a moment to answer: the channel waits for discovery's first answer.
+    let channel = calcmesh_runtime::connect(&dns.target(port), &config).unwrap();
+    wait_for("three endpoints resolved", || {
+        channel.endpoints().total == 3
+    })
+    .await;
+    calls(&channel, 30).await;
+    for (running, service) in &calculators {
+        assert_eq!(service.calculations(), 10, "{} got a third", running.addr);
+    }
+
+    dns.serve(&ips[..2]);
+    wait_for("the removed record drained after re-resolution", || {
+        channel.endpoints().total == 2
+    })
+    .await;
+    let before = calculators[2].1.calculations();
+    calls(&channel, 30).await;
+    assert_eq!(
+        calculators[2].1.calculations(),
+        before,
+        "no calls to the removed address"
+    );
+
+    for (running, _) in calculators {
+        running.stop().await;
+    }
+}
