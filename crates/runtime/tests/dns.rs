@@ -48,38 +48,34 @@ impl Dnsmasq {
         let hosts = tempfile_path::TempHosts(
             std::env::temp_dir().join(format!("calcmesh-dns-{port}.hosts")),
         );
-        let mut dns = Dnsmasq {
-            child: Command::new("dnsmasq")
-                .args([
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--bind-interfaces",
-                    "--listen-address=127.0.0.1",
-                    "--user=root",
-                    "--local-ttl=0",
-                    &format!("--port={port}"),
-                    &format!("--addn-hosts={}", hosts.0.display()),
-                    "--pid-file=",
-                ])
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start dnsmasq"),
-            port,
-            hosts,
-        };
-        dns.serve(ips);
-        dns
+        // The records are in place before dnsmasq starts: it reads them at startup.
+        write_hosts(&hosts.0, ips);
+        let child = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                "--local-ttl=0",
+                &format!("--port={port}"),
+                &format!("--addn-hosts={}", hosts.0.display()),
+                "--pid-file=",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq");
+        Dnsmasq { child, port, hosts }
     }
 
-    /// Replaces the records and makes dnsmasq reload them (SIGHUP).
+    /// Replaces the records and makes the running dnsmasq reload them (SIGHUP). Only called
+    /// once dnsmasq has answered, so its SIGHUP handler is installed.
     fn serve(&mut self, ips: &[IpAddr]) {
-        let text: String = ips.iter().map(|ip| format!("{ip} {NAME}\n")).collect();
-        std::fs::write(&self.hosts.0, text).unwrap();
+        write_hosts(&self.hosts.0, ips);
         let pid = self.child.id().to_string();
-        // SIGHUP before dnsmasq has installed its handler would kill it; the first call comes
-        // from `start`, when the file is read at startup anyway, so a failed signal is fine there.
-        let _ = Command::new("kill").args(["-HUP", &pid]).status();
+        let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        assert!(status.success(), "dnsmasq is running");
     }
 
     fn target(&self, port: u16) -> Target {
@@ -89,6 +85,11 @@ impl Dnsmasq {
             port,
         }
     }
+}
+
+fn write_hosts(path: &std::path::Path, ips: &[IpAddr]) {
+    let text: String = ips.iter().map(|ip| format!("{ip} {NAME}\n")).collect();
+    std::fs::write(path, text).unwrap();
 }
 
 impl Drop for Dnsmasq {
