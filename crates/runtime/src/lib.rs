@@ -15,6 +15,7 @@
 //! - [`shutdown`]: the SIGINT/SIGTERM future that starts a graceful drain.
 
 pub mod balance;
+pub mod certs;
 pub mod client;
 pub mod deadline;
 pub mod discovery;
