@@ -1,6 +1,10 @@
 //! The command line. Every flag can also be set by the environment variable named in `--help`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
 
 use calcmesh_evaluator::EvaluatorConfig;
 use calcmesh_expr::Limits;
@@ -53,6 +57,63 @@ pub(crate) enum Command {
     Summarize(SummarizeArgs),
     /// The prime factors of N, ascending, one per line as the server streams them (server streaming).
     Factorize(FactorizeArgs),
+    /// Development certificates: a CA, and per service/client a certificate naming it.
+    #[command(subcommand)]
+    Certs(Certs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Certs {
+    /// Create a CA in DIR (unless one is there) and a certificate + key per service and client.
+    ///
+    /// Service certificates serve and call (SANs: URI spiffe://calcmesh/NAME, DNS localhost,
+    /// IP 127.0.0.1, and every --san); client certificates only call. Keys are written 0600.
+    Init {
+        /// Where to write ca.pem, ca.key, NAME.pem, NAME.key.
+        #[arg(long, env = "CALCMESH_CERTS_DIR")]
+        dir: PathBuf,
+        /// Services to certify (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "calculator,evaluator")]
+        services: Vec<String>,
+        /// Clients (people, tools) to certify (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "admin")]
+        clients: Vec<String>,
+        /// Another DNS name or IP address for the service certificates (repeatable).
+        #[arg(long)]
+        san: Vec<String>,
+        /// Validity of the certificates, in days (the CA's is ten times longer).
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Print a certificate's subject, issuer, SANs and validity.
+    Show {
+        /// A PEM file.
+        file: PathBuf,
+    },
+}
+
+/// TLS options of a client.
+#[derive(Debug, Args)]
+pub(crate) struct ClientTlsArgs {
+    /// Use TLS, trusting this CA (PEM). Without it, calls are plaintext.
+    #[arg(long, env = "CALCMESH_CA")]
+    pub(crate) ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs --key and --ca.
+    #[arg(long, env = "CALCMESH_CERT", requires_all = ["key", "ca"])]
+    pub(crate) cert: Option<PathBuf>,
+    /// Private key of --cert (PEM).
+    #[arg(long, env = "CALCMESH_KEY", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    pub(crate) fn load(&self) -> anyhow::Result<Option<calcmesh_runtime::tls::ClientTls>> {
+        let Some(ca) = &self.ca else { return Ok(None) };
+        let identity = self.cert.as_deref().zip(self.key.as_deref());
+        Ok(Some(
+            calcmesh_runtime::tls::ClientTls::load(ca, identity).context("client TLS")?,
+        ))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,11 +251,65 @@ pub(crate) struct ServerArgs {
     /// Lease time to live of the etcd registration.
     #[arg(long, env = "CALCMESH_REGISTER_TTL", default_value = "10s")]
     pub(crate) register_ttl: humantime::Duration,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key. Reloaded when it changes.
+    #[arg(long, env = "CALCMESH_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "CALCMESH_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS); needs --tls-cert.
+    #[arg(long, env = "CALCMESH_CLIENT_CA", requires = "tls_cert")]
+    pub(crate) client_ca: Option<PathBuf>,
+    /// Admit only these identities, per method prefix: IDENTITY=PREFIX, e.g.
+    /// spiffe://calcmesh/evaluator=/calculator.Calculator/ (repeatable; needs --client-ca).
+    #[arg(
+        long,
+        env = "CALCMESH_ALLOW",
+        value_delimiter = ';',
+        requires = "client_ca"
+    )]
+    pub(crate) allow: Vec<String>,
+    /// A policy file: lines `allow IDENTITY METHOD_PREFIX` (needs --client-ca).
+    #[arg(long, env = "CALCMESH_POLICY", requires = "client_ca")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Serve plaintext even on a non-loopback address (logged as a warning).
+    #[arg(long, env = "CALCMESH_INSECURE")]
+    pub(crate) insecure: bool,
 }
 
 impl ServerArgs {
-    pub(crate) fn config(&self) -> ServerConfig {
-        ServerConfig {
+    /// The server configuration, with TLS files and the policy loaded.
+    pub(crate) fn config(&self) -> anyhow::Result<ServerConfig> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files = calcmesh_runtime::tls::ServerTlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.client_ca.clone(),
+                };
+                Some(Arc::new(
+                    calcmesh_runtime::tls::ServerTls::load(files).context("server TLS")?,
+                ))
+            }
+            _ => None,
+        };
+        let mut policy = match &self.policy {
+            Some(path) => Some(calcmesh_runtime::authz::Policy::load(path)?),
+            None => None,
+        };
+        for rule in &self.allow {
+            let (identity, prefix) = rule
+                .split_once('=')
+                .filter(|(_, p)| p.starts_with('/'))
+                .with_context(|| format!("--allow {rule:?}: expected IDENTITY=/METHOD_PREFIX"))?;
+            policy
+                .get_or_insert_with(Default::default)
+                .allow(identity, prefix);
+        }
+        Ok(ServerConfig {
+            tls,
+            policy: policy.map(Arc::new),
+            insecure: self.insecure,
             max_message_size: self.max_message_size,
             max_concurrent_streams: self.max_concurrent_streams,
             keepalive_interval: self.keepalive_interval.into(),
@@ -202,7 +317,7 @@ impl ServerArgs {
             grace_period: self.grace_period.into(),
             backlog: self.backlog,
             advertise: self.advertise.clone(),
-        }
+        })
     }
 }
 
@@ -222,7 +337,7 @@ pub(crate) struct ClientArgs {
 }
 
 impl ClientArgs {
-    pub(crate) fn config(&self) -> ClientConfig {
+    pub(crate) fn config(&self) -> anyhow::Result<ClientConfig> {
         self.balancing.config()
     }
 }
@@ -243,12 +358,15 @@ pub(crate) struct BalancingArgs {
     /// How often dns: targets are resolved again.
     #[arg(long, env = "CALCMESH_DNS_INTERVAL", default_value_t = ClientConfig::default().dns_interval.into())]
     pub(crate) dns_interval: humantime::Duration,
+    #[command(flatten)]
+    pub(crate) tls: ClientTlsArgs,
 }
 
 impl BalancingArgs {
     /// The client configuration, with every calcmesh method marked idempotent.
-    pub(crate) fn config(&self) -> ClientConfig {
-        ClientConfig {
+    pub(crate) fn config(&self) -> anyhow::Result<ClientConfig> {
+        Ok(ClientConfig {
+            tls: self.tls.load()?,
             connect_timeout: self.connect_timeout.into(),
             policy: self.lb,
             max_attempts: self.max_attempts,
@@ -258,7 +376,7 @@ impl BalancingArgs {
                 .map(|m| (*m).to_owned())
                 .collect(),
             ..ClientConfig::default()
-        }
+        })
     }
 }
 

@@ -60,7 +60,7 @@ fn status_error(status: Status) -> anyhow::Error {
 }
 
 fn channel(args: &ClientArgs) -> anyhow::Result<MeshChannel> {
-    Ok(calcmesh_runtime::connect(&args.target, &args.config())?)
+    Ok(calcmesh_runtime::connect(&args.target, &args.config()?)?)
 }
 
 fn client(args: &ClientArgs) -> anyhow::Result<CalculatorClient<MeshChannel>> {

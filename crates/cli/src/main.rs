@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             Command::Calc(args) => client::calc(args).await,
             Command::Summarize(args) => client::summarize(args).await,
             Command::Factorize(args) => client::factorize(args).await,
+            Command::Certs(command) => serve::certs(command),
         }
     });
     match result {

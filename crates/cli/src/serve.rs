@@ -40,11 +40,11 @@ fn evaluator_server(
 }
 
 /// The evaluator's client of the calculators: health checked on `calculator.Calculator`.
-fn evaluator_client(balancing: &BalancingArgs) -> ClientConfig {
-    ClientConfig {
+fn evaluator_client(balancing: &BalancingArgs) -> anyhow::Result<ClientConfig> {
+    Ok(ClientConfig {
         health_service: Some("calculator.Calculator".to_owned()),
-        ..balancing.config()
-    }
+        ..balancing.config()?
+    })
 }
 
 fn listen(addr: SocketAddr, config: &ServerConfig) -> anyhow::Result<TcpListener> {
@@ -116,7 +116,7 @@ impl Register {
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
     let (name, server, listener, register) = match serve {
         Serve::Calculator(args) => {
-            let config = args.config();
+            let config = args.config()?;
             let listener = listen(args.listen, &config)?;
             let register = Register::from_args(&args);
             (
@@ -132,8 +132,8 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
             balancing,
             limits,
         }) => {
-            let config = server.config();
-            let channel = connect(&calculator, &evaluator_client(&balancing))?;
+            let config = server.config()?;
+            let channel = connect(&calculator, &evaluator_client(&balancing)?)?;
             tracing::info!(%calculator, "evaluator computes on these calculators");
             let listener = listen(server.listen, &config)?;
             let evaluator = evaluator_server(&config, channel, limits.config());
@@ -146,6 +146,7 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
         }
     };
     let addr = listener.local_addr()?;
+    server.check_listen(addr)?;
     let deregister = register.map(|r| r.start(addr)).transpose()?;
     say(&format!("listening on {addr}"))?;
     tracing::info!(%addr, service = name, config = ?server.config(), "listening");
@@ -234,7 +235,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let target = Target::Static(addrs.clone());
     let listener = listen(args.evaluator_listen, &config)?;
     let evaluator_addr = listener.local_addr()?;
-    let channel = connect(&target, &evaluator_client(&args.balancing))?;
+    let channel = connect(&target, &evaluator_client(&args.balancing)?)?;
     let evaluator = Running::spawn(
         evaluator_server(&config, channel, args.limits.config()),
         listener,
@@ -268,5 +269,31 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     outcome?;
     tracing::info!("mesh stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `calcmesh certs …`.
+pub(crate) fn certs(command: crate::cli::Certs) -> anyhow::Result<ExitCode> {
+    use calcmesh_runtime::certs;
+    match command {
+        crate::cli::Certs::Init {
+            dir,
+            services,
+            clients,
+            san,
+            days,
+        } => {
+            let options = certs::InitOptions {
+                services,
+                clients,
+                extra_sans: san,
+                days,
+            };
+            for file in certs::init(&dir, &options)? {
+                println!("wrote {}", file.display());
+            }
+        }
+        crate::cli::Certs::Show { file } => print!("{}", certs::show(&file)?),
+    }
     Ok(ExitCode::SUCCESS)
 }

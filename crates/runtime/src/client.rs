@@ -163,10 +163,11 @@ impl FromStr for Target {
                 service: service.to_owned(),
             });
         }
-        if s.starts_with("https://") {
-            return Err(invalid(s, "TLS targets are not supported yet"));
-        }
-        let authority = s.strip_prefix("http://").unwrap_or(s);
+        // TLS is a property of the client (ClientConfig::tls), so https:// reads like http://.
+        let authority = s
+            .strip_prefix("http://")
+            .or_else(|| s.strip_prefix("https://"))
+            .unwrap_or(s);
         let authority = authority.strip_suffix('/').unwrap_or(authority);
         if authority.contains("://") || authority.contains('/') {
             return Err(invalid(s, "unknown scheme or a path after host:port"));
@@ -225,6 +226,8 @@ pub struct ClientConfig {
     pub idempotent: Vec<String>,
     /// How often DNS targets are resolved again. Default 30 s.
     pub dns_interval: Duration,
+    /// TLS to every endpoint (with a client certificate: mutual TLS); `None`: plaintext.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -238,12 +241,26 @@ impl Default for ClientConfig {
             max_attempts: 3,
             idempotent: Vec::new(),
             dns_interval: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
 
 fn tonic_channel(authority: &str, config: &ClientConfig) -> Option<Channel> {
-    let endpoint = TonicEndpoint::from_shared(format!("http://{authority}")).ok()?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut endpoint = TonicEndpoint::from_shared(format!("{scheme}://{authority}")).ok()?;
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint
+            .tls_config(tls.tonic())
+            .inspect_err(
+                |err| tracing::error!(endpoint = authority, %err, "TLS configuration refused"),
+            )
+            .ok()?;
+    }
     Some(
         endpoint
             .connect_timeout(config.connect_timeout)

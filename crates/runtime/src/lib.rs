@@ -12,8 +12,11 @@
 //! - [`balance`]: the health-aware balancer (round_robin, least_request) over those endpoints.
 //! - [`retry`]: when a failed call may be sent again, and the body that can be.
 //! - [`deadline`]: the caller's deadline, read from `grpc-timeout` and passed downstream.
+//! - [`tls`], [`authz`], [`certs`]: TLS and mutual TLS that reload, caller identity, per-method
+//!   authorization, and a development CA.
 //! - [`shutdown`]: the SIGINT/SIGTERM future that starts a graceful drain.
 
+pub mod authz;
 pub mod balance;
 pub mod certs;
 pub mod client;
@@ -26,6 +29,7 @@ pub mod limits;
 pub mod retry;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 
 pub use balance::{EndpointCounts, Policy};
 pub use client::{ClientConfig, ClientError, MeshChannel, Target, connect};

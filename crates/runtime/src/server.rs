@@ -18,14 +18,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio_stream::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
-use tonic::transport::server::TcpIncoming;
 
+use crate::authz::{AuthzLayer, Policy};
 use crate::health::HealthState;
 use crate::limits::MessageSizeLimitLayer;
+use crate::tls::{Conn, ServerTls};
 
 /// Server limits and timings. [`Default`] gives production defaults.
 #[derive(Debug, Clone)]
@@ -46,6 +48,13 @@ pub struct ServerConfig {
     /// [`ENDPOINT_HEADER`] header so callers can see which instance answered. Default: the
     /// bound address, unless it is a wildcard (then no header is sent).
     pub advertise: Option<String>,
+    /// TLS (and, with a client CA, mutual TLS). `None`: plaintext, which is refused on a
+    /// non-loopback address unless `insecure` is set.
+    pub tls: Option<Arc<ServerTls>>,
+    /// Who may call what, by client-certificate identity; `None` admits every caller.
+    pub policy: Option<Arc<Policy>>,
+    /// Allow plaintext on a non-loopback address (logged as a warning).
+    pub insecure: bool,
 }
 
 /// The response header naming the instance that answered (see [`ServerConfig::advertise`]).
@@ -61,6 +70,9 @@ impl Default for ServerConfig {
             grace_period: Duration::from_secs(10),
             backlog: 1024,
             advertise: None,
+            tls: None,
+            policy: None,
+            insecure: false,
         }
     }
 }
@@ -90,6 +102,11 @@ pub enum ServeError {
     /// The listener failed.
     #[error("listener failed: {0}")]
     Io(#[from] std::io::Error),
+    /// Plaintext on a non-loopback address without `insecure`.
+    #[error(
+        "refusing to serve plaintext on {0}, which is not a loopback address: give a TLS certificate and key (--tls-cert, --tls-key), or --insecure to accept the risk"
+    )]
+    Insecure(SocketAddr),
 }
 
 /// Binds a TCP listener on `addr` with the configured backlog and `SO_REUSEADDR`.
@@ -169,6 +186,21 @@ impl Server {
         &self.config
     }
 
+    /// Checks that the configuration may serve on `addr`: plaintext only on loopback unless
+    /// `insecure`. [`serve`](Self::serve) checks too; call this first to fail before announcing.
+    ///
+    /// # Errors
+    /// [`ServeError::Insecure`].
+    pub fn check_listen(&self, addr: SocketAddr) -> Result<(), ServeError> {
+        if self.config.tls.is_none() && !addr.ip().is_loopback() {
+            if !self.config.insecure {
+                return Err(ServeError::Insecure(addr));
+            }
+            tracing::warn!(%addr, "serving PLAINTEXT on a non-loopback address (--insecure): anyone on the network can read and forge calls");
+        }
+        Ok(())
+    }
+
     fn reflection(&self) -> tonic_reflection::server::Builder<'static> {
         self.descriptors.iter().fold(
             tonic_reflection::server::Builder::configure()
@@ -189,6 +221,7 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
         let addr = listener.local_addr()?;
+        self.check_listen(addr)?;
         let reflection_v1 = self.reflection().build_v1()?;
         let reflection_v1alpha = self.reflection().build_v1alpha()?;
         let Server {
@@ -203,16 +236,12 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(config.keepalive_interval))
-            .map(move |conn| {
-                if let Ok(stream) = &conn {
-                    stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(peer = ?stream.peer_addr().ok(), "connection accepted");
-                }
-                conn
-            });
+        let incoming = accept(
+            listener,
+            config.tls.clone(),
+            stats,
+            config.keepalive_interval,
+        );
         let advertise = config
             .advertise
             .clone()
@@ -232,7 +261,8 @@ impl Server {
             .layer(
                 tower::ServiceBuilder::new()
                     .layer(MessageSizeLimitLayer::new(config.max_message_size))
-                    .layer(endpoint_header),
+                    .layer(endpoint_header)
+                    .layer(AuthzLayer::new(config.policy.clone())),
             )
             .max_concurrent_streams(config.max_concurrent_streams)
             .http2_keepalive_interval(Some(config.keepalive_interval))
@@ -265,4 +295,58 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections (TCP_NODELAY, TCP keepalive, counted) and, with TLS, completes each
+/// handshake in its own task, so a slow or silent client never holds up the others. Failed
+/// handshakes (a plaintext client on a TLS port, an unknown CA…) are logged and dropped. The
+/// loop and the listener end when the server stops taking connections.
+fn accept(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    stats: Arc<ServerStats>,
+    keepalive: Duration,
+) -> ReceiverStream<std::io::Result<Conn>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        // Out of file descriptors and the like: wait a little rather than spin.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            stats.accepted.fetch_add(1, Ordering::Relaxed);
+            let _ = tcp.set_nodelay(true);
+            let _ = socket2::SockRef::from(&tcp)
+                .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(keepalive));
+            tracing::debug!(%peer, "connection accepted");
+            let Some(tls) = &tls else {
+                if tx.send(Ok(Conn::Plain(tcp))).await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let (acceptor, tx) = (tls.acceptor(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(Conn::Tls(Box::new(stream)))).await;
+                    }
+                    Ok(Err(err)) => tracing::warn!(%peer, %err, "TLS handshake failed"),
+                    Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
 }
