@@ -4,6 +4,8 @@
 //   node client.js --target 127.0.0.1:50051 calc 10 + 5     # one Calculate call
 //   node client.js --target 127.0.0.1:50051 scenario        # every RPC, checked against interop/scenario.json
 //
+// With --ca (and --cert/--key for mutual TLS) the channel is TLS.
+//
 // `scenario` prints `ok NAME` or `FAIL NAME: ...` per case, ends with `N passed, M failed`, and
 // exits 1 if any case failed.
 'use strict';
@@ -124,10 +126,17 @@ async function main() {
       target: { type: 'string', default: 'localhost:50051' },
       timeout: { type: 'string', default: '10' },
       file: { type: 'string', default: path.join(__dirname, '..', 'scenario.json') },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
     },
   });
   const calculator = load();
-  const client = new calculator.Calculator(values.target, grpc.credentials.createInsecure());
+  const read = (file) => (file ? fs.readFileSync(file) : null);
+  const credentials = values.ca
+    ? grpc.credentials.createSsl(read(values.ca), read(values.key), read(values.cert))
+    : grpc.credentials.createInsecure();
+  const client = new calculator.Calculator(values.target, credentials);
   const deadline = Number(values.timeout) * 1000;
   const [command, ...rest] = positionals;
   let code = 2;

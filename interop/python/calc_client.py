@@ -4,6 +4,8 @@
     python calc_client.py --target 127.0.0.1:50051 calc 10 + 5      # one Calculate call
     python calc_client.py --target 127.0.0.1:50051 scenario           # every RPC, checked against interop/scenario.json
 
+With --ca (and --cert/--key for mutual TLS) the channel is TLS.
+
 `scenario` prints `ok NAME` or `FAIL NAME: ...` per case and ends with `N passed, M failed`;
 it exits 1 if any case failed.
 """
@@ -116,6 +118,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="localhost:50051", help="host:port of the server (default localhost:50051)")
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
+    parser.add_argument("--ca", help="use TLS, trusting this CA (PEM)")
+    parser.add_argument("--cert", help="client certificate (PEM) for mutual TLS")
+    parser.add_argument("--key", help="private key of --cert (PEM)")
     sub = parser.add_subparsers(dest="command", required=True)
     calc = sub.add_parser("calc", help="one Calculate call")
     calc.add_argument("num1", type=float)
@@ -125,7 +130,13 @@ def main():
     sc.add_argument("--file", default=os.path.join(HERE, "..", "scenario.json"))
     args = parser.parse_args()
 
-    with grpc.insecure_channel(args.target) as channel:
+    if args.ca:
+        read = lambda path: open(path, "rb").read() if path else None  # noqa: E731
+        credentials = grpc.ssl_channel_credentials(read(args.ca), read(args.key), read(args.cert))
+        channel = grpc.secure_channel(args.target, credentials)
+    else:
+        channel = grpc.insecure_channel(args.target)
+    with channel:
         stub = pb_grpc.CalculatorStub(channel)
         if args.command == "calc":
             try:

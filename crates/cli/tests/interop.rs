@@ -374,3 +374,94 @@ async fn calcmesh_calc_against_an_original_contract_python_server() {
         out.stderr
     );
 }
+
+/// `calcmesh serve calculator` with TLS (and a client CA for mutual TLS), on certificates from
+/// `calcmesh certs init`.
+async fn tls_server(pki: &std::path::Path, mutual: bool) -> ServerProcess {
+    let (cert, key, ca) = (
+        pki.join("calculator.pem"),
+        pki.join("calculator.key"),
+        pki.join("ca.pem"),
+    );
+    let (cert, key, ca) = (
+        cert.display().to_string(),
+        key.display().to_string(),
+        ca.display().to_string(),
+    );
+    let mut args = vec![
+        "serve",
+        "calculator",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
+    if mutual {
+        args.extend(["--client-ca", &ca, "--allow", "spiffe://calcmesh/admin=/"]);
+    }
+    ServerProcess::start(common::BIN, &args).await
+}
+
+#[tokio::test]
+async fn python_and_node_clients_over_tls_and_mutual_tls() {
+    let pki = std::env::temp_dir().join(format!("calcmesh-interop-pki-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&pki);
+    let out = calcmesh(&["certs", "init", "--dir", pki.to_str().unwrap()], "").await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let file = |f: &str| pki.join(f).display().to_string();
+    let python_client = python_script("calc_client.py");
+    let node_client = node_script("client.js").display().to_string();
+    for mutual in [false, true] {
+        let server = tls_server(&pki, mutual).await;
+        let mut tls = vec!["--ca".to_owned(), file("ca.pem")];
+        if mutual {
+            tls.extend([
+                "--cert".to_owned(),
+                file("admin.pem"),
+                "--key".to_owned(),
+                file("admin.key"),
+            ]);
+        }
+        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+        let mut py = vec![python_client.as_str(), "--target", &server.addr];
+        py.extend(&tls);
+        py.push("scenario");
+        assert_scenario_passed(
+            &format!("python client, mutual={mutual}"),
+            run(python(), &py, "").await,
+        );
+        let mut js = vec![node_client.as_str(), "--target", &server.addr];
+        js.extend(&tls);
+        js.push("scenario");
+        assert_scenario_passed(
+            &format!("node client, mutual={mutual}"),
+            run("node", &js, "").await,
+        );
+        // And our own CLI.
+        let mut cli = vec!["calc", "--target", &server.addr];
+        cli.extend(&tls);
+        cli.extend(["6", "*", "7"]);
+        assert_eq!(calcmesh(&cli, "").await.stdout, "42\n");
+        if mutual {
+            // Without a client certificate, no client gets in.
+            let py = [
+                python_client.as_str(),
+                "--target",
+                &server.addr,
+                "--ca",
+                tls[1],
+                "calc",
+                "1",
+                "+",
+                "1",
+            ];
+            let out = run(python(), &py, "").await;
+            assert_eq!(out.code, Some(1), "{}", out.stderr);
+            // grpcio's C core logs the TLS alert first; our client's line comes last.
+            assert!(out.stderr.contains("error: UNAVAILABLE"), "{}", out.stderr);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&pki);
+}
