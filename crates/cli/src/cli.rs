@@ -28,7 +28,6 @@ pub(crate) struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[allow(clippy::large_enum_variant)] // parsed once per process; boxing would only obscure clap's derive
 pub(crate) enum Command {
     /// Run a whole local mesh in one process: N calculators and an evaluator balancing over them.
     ///

@@ -8,6 +8,10 @@
 //! The binary only parses arguments and calls the libraries; exit status 0 is success, 1 a
 //! failed call or server error, 2 bad usage.
 
+// The argument enums are parsed once per process; boxing their variants would only obscure
+// clap's derive.
+#![allow(clippy::large_enum_variant)]
+
 mod cli;
 mod client;
 mod serve;
