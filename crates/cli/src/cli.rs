@@ -189,6 +189,16 @@ pub(crate) struct UpArgs {
         default_value = "127.0.0.1:50050"
     )]
     pub(crate) evaluator_listen: SocketAddr,
+    /// Port of the first calculator's mutual-TLS listener, which the evaluator uses (the others
+    /// take the ports after it; 0: free ports). Its policy admits the evaluator and admin only.
+    #[arg(long, env = "CALCMESH_CALCULATOR_TLS_PORT", default_value_t = 50151)]
+    pub(crate) calculator_tls_port: u16,
+    /// Where `up` keeps its state: the development CA and certificates (created if missing).
+    #[arg(long, env = "CALCMESH_STATE_DIR", default_value = ".calcmesh")]
+    pub(crate) state_dir: PathBuf,
+    /// Run the evaluator → calculator hop in plaintext instead of mutual TLS.
+    #[arg(long, env = "CALCMESH_NO_TLS")]
+    pub(crate) no_tls: bool,
     /// Time in-flight calls get to finish after SIGTERM/SIGINT, per tier.
     #[arg(long, env = "CALCMESH_GRACE_PERIOD", default_value_t = ServerConfig::default().grace_period.into())]
     pub(crate) grace_period: humantime::Duration,

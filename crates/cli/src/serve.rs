@@ -19,9 +19,14 @@ use crate::cli::{BalancingArgs, EvaluatorArgs, Serve, ServerArgs, UpArgs};
 
 /// A server with the calculator service.
 fn calculator_server(config: &ServerConfig) -> Server {
+    calculator_server_with(config, CalculatorService::new())
+}
+
+/// A server with `service` (clones share their counters).
+fn calculator_server_with(config: &ServerConfig, service: CalculatorService) -> Server {
     Server::new(config.clone())
         .add_service(calcmesh_calculator::server(
-            CalculatorService::new(),
+            service,
             config.max_message_size,
         ))
         .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET)
@@ -216,44 +221,118 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         grace_period: args.grace_period.into(),
         ..ServerConfig::default()
     };
-    let mut addrs = Vec::new();
+    let nth_port = |first: u16, i: u16| -> anyhow::Result<u16> {
+        if first == 0 {
+            Ok(0)
+        } else {
+            first
+                .checked_add(i)
+                .context("calculator ports run past 65535")
+        }
+    };
+    // mTLS between the evaluator and the calculators: certificates from a development CA in the
+    // state directory, a policy that admits the evaluator and admin only.
+    let mtls = if args.no_tls {
+        None
+    } else {
+        let dir = args.state_dir.join("certs");
+        let options = calcmesh_runtime::certs::InitOptions {
+            services: vec!["calculator".into(), "evaluator".into()],
+            clients: vec!["admin".into()],
+            extra_sans: vec![],
+            days: 30,
+        };
+        calcmesh_runtime::certs::init(&dir, &options)?;
+        say(&format!(
+            "certificates in {} (call a TLS port as admin: --ca {0}/ca.pem --cert {0}/admin.pem --key {0}/admin.key)",
+            dir.display()
+        ))?;
+        let files = calcmesh_runtime::tls::ServerTlsFiles {
+            cert: dir.join("calculator.pem"),
+            key: dir.join("calculator.key"),
+            client_ca: Some(dir.join("ca.pem")),
+        };
+        let mut policy = calcmesh_runtime::authz::Policy::default();
+        policy.allow("spiffe://calcmesh/evaluator", "/calculator.Calculator/");
+        policy.allow("spiffe://calcmesh/admin", "/");
+        let server = ServerConfig {
+            tls: Some(std::sync::Arc::new(calcmesh_runtime::tls::ServerTls::load(
+                files,
+            )?)),
+            policy: Some(std::sync::Arc::new(policy)),
+            ..config.clone()
+        };
+        let client = calcmesh_runtime::tls::ClientTls::load(
+            &dir.join("ca.pem"),
+            Some((&dir.join("evaluator.pem"), &dir.join("evaluator.key"))),
+        )?;
+        Some((server, client))
+    };
+    let mut plain_addrs = Vec::new();
+    let mut evaluator_targets = Vec::new();
     let mut servers = Vec::new();
     for i in 0..args.calculators {
-        let port = if args.calculator_port == 0 {
-            0
-        } else {
-            args.calculator_port
-                .checked_add(i)
-                .context("calculator ports run past 65535")?
-        };
-        let listener = listen(SocketAddr::from(([127, 0, 0, 1], port)), &config)?;
+        // One service, so one set of counters, behind both listeners.
+        let service = CalculatorService::new();
+        let listener = listen(
+            SocketAddr::from(([127, 0, 0, 1], nth_port(args.calculator_port, i)?)),
+            &config,
+        )?;
         let addr = listener.local_addr()?;
         say(&format!("calculator {} listening on {addr}", i + 1))?;
-        addrs.push(addr);
-        servers.push(Running::spawn(calculator_server(&config), listener));
+        plain_addrs.push(addr);
+        servers.push(Running::spawn(
+            calculator_server_with(&config, service.clone()),
+            listener,
+        ));
+        match &mtls {
+            Some((tls_config, _)) => {
+                let listener = listen(
+                    SocketAddr::from(([127, 0, 0, 1], nth_port(args.calculator_tls_port, i)?)),
+                    tls_config,
+                )?;
+                let tls_addr = listener.local_addr()?;
+                say(&format!("calculator {} mutual TLS on {tls_addr}", i + 1))?;
+                evaluator_targets.push(tls_addr);
+                servers.push(Running::spawn(
+                    calculator_server_with(tls_config, service),
+                    listener,
+                ));
+            }
+            None => evaluator_targets.push(addr),
+        }
     }
-    let target = Target::Static(addrs.clone());
+    let target = Target::Static(evaluator_targets);
     let listener = listen(args.evaluator_listen, &config)?;
     let evaluator_addr = listener.local_addr()?;
-    let channel = connect(&target, &evaluator_client(&args.balancing)?)?;
+    let client = ClientConfig {
+        tls: mtls.map(|(_, client)| client),
+        ..evaluator_client(&args.balancing)?
+    };
+    let security = if client.tls.is_some() {
+        "mutual TLS"
+    } else {
+        "plaintext"
+    };
+    let channel = connect(&target, &client)?;
     let evaluator = Running::spawn(
         evaluator_server(&config, channel, args.limits.config()),
         listener,
     );
     say(&format!(
-        "evaluator listening on {evaluator_addr} (computing on {target})"
+        "evaluator listening on {evaluator_addr} (computing on {target}, {security})"
     ))?;
-    tracing::info!(calculators = %target, evaluator = %evaluator_addr, "mesh is up");
+    tracing::info!(calculators = %target, evaluator = %evaluator_addr, security, "mesh is up");
 
     let eval_target = if evaluator_addr.port() == 50050 {
         String::new()
     } else {
         format!(" --target {evaluator_addr}")
     };
-    let calc_target = if addrs[0].port() == 50051 {
+    let calc_target = if plain_addrs[0].port() == 50051 {
         String::new()
     } else {
-        format!(" --target {}", addrs[0])
+        format!(" --target {}", plain_addrs[0])
     };
     say(&format!(
         "try:\n  calcmesh eval{eval_target} --steps \"(2 + 3) * (7 - 1) ^ 2\"\n  calcmesh calc{calc_target} 10 / 4\n  calcmesh factorize{calc_target} 600851475143\nstop with Ctrl-C"

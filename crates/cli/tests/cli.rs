@@ -189,17 +189,21 @@ async fn sigterm_drains_calls_in_flight_then_exits_zero() {
 
 #[tokio::test]
 async fn up_runs_a_mesh_that_answers_then_stops_cleanly() {
-    let mut mesh = ServerProcess::mesh().await;
-    let calculators: Vec<String> = mesh
-        .lines
-        .iter()
-        .filter_map(|l| {
-            l.strip_prefix("calculator ")?
-                .split_once(" listening on ")
-                .map(|(_, a)| a.to_owned())
-        })
-        .collect();
-    assert_eq!(calculators.len(), 3, "{:?}", mesh.lines);
+    let state = std::env::temp_dir().join(format!("calcmesh-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut mesh = ServerProcess::mesh(&state).await;
+    let addrs = |marker: &str| -> Vec<String> {
+        mesh.lines
+            .iter()
+            .filter_map(|l| {
+                l.strip_prefix("calculator ")?
+                    .split_once(marker)
+                    .map(|(_, a)| a.to_owned())
+            })
+            .collect()
+    };
+    let (plain, tls) = (addrs(" listening on "), addrs(" mutual TLS on "));
+    assert_eq!((plain.len(), tls.len()), (3, 3), "{:?}", mesh.lines);
     let e = mesh.addr.clone();
 
     let out = calcmesh(
@@ -217,11 +221,33 @@ async fn up_runs_a_mesh_that_answers_then_stops_cleanly() {
     assert_eq!(lines.len(), 6, "{}", out.stdout);
     for row in &lines[2..] {
         let endpoint = row.split_whitespace().last().unwrap();
-        assert!(calculators.iter().any(|c| c == endpoint), "{row}");
+        assert!(
+            tls.iter().any(|c| c == endpoint),
+            "the evaluator calls the mutual-TLS ports: {row}"
+        );
     }
-    // The original contract, on the first calculator.
-    let out = calcmesh(&["calc", "--target", &calculators[0], "10", "+", "5"], "").await;
+    // The original contract, in plaintext on the first calculator.
+    let out = calcmesh(&["calc", "--target", &plain[0], "10", "+", "5"], "").await;
     assert_eq!(out.stdout, "15\n");
+    // The TLS ports: admin gets in with the certificates `up` made; a plaintext client does not.
+    let certs = state.join("certs");
+    let file = |f: &str| certs.join(f).display().to_string();
+    let (ca, cert, key) = (file("ca.pem"), file("admin.pem"), file("admin.key"));
+    let out = calcmesh(
+        &[
+            "calc", "--target", &tls[1], "--ca", &ca, "--cert", &cert, "--key", &key, "6", "*", "7",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.stdout, "42\n", "{}", out.stderr);
+    let out = calcmesh(&["calc", "--target", &tls[1], "6", "*", "7"], "").await;
+    assert!(
+        out.stderr.starts_with("error: UNAVAILABLE"),
+        "{}",
+        out.stderr
+    );
+
     let out = calcmesh(&["eval", "--target", &e, "1 / (2 - 2)"], "").await;
     assert_eq!(out.code, Some(1));
     assert_eq!(
@@ -238,4 +264,5 @@ async fn up_runs_a_mesh_that_answers_then_stops_cleanly() {
     let (status, stderr) = mesh.wait().await;
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("mesh stopped"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&state);
 }

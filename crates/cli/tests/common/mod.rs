@@ -53,13 +53,18 @@ impl ServerProcess {
 
     /// Starts `calcmesh up` on free ports and waits until the evaluator is listening; `addr` is
     /// the evaluator's, `lines` has every calculator's.
-    pub async fn mesh() -> Self {
+    pub async fn mesh(state_dir: &std::path::Path) -> Self {
+        let state = state_dir.display().to_string();
         let args = [
             "up",
             "--calculator-port",
             "0",
+            "--calculator-tls-port",
+            "0",
             "--evaluator-listen",
             "127.0.0.1:0",
+            "--state-dir",
+            &state,
         ];
         Self::start_until(BIN, &args, "evaluator listening on ").await
     }
