@@ -106,6 +106,32 @@ pub(crate) struct ClientTlsArgs {
     pub(crate) key: Option<PathBuf>,
 }
 
+/// TLS options of the etcd connection (discovery of `etcd://` targets, `--register`).
+#[derive(Debug, Args)]
+pub(crate) struct EtcdTlsArgs {
+    /// Talk to etcd over TLS, trusting this CA (PEM).
+    #[arg(long, env = "CALCMESH_ETCD_CA")]
+    pub(crate) etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd (PEM), when etcd requires one; needs --etcd-key and --etcd-ca.
+    #[arg(long, env = "CALCMESH_ETCD_CERT", requires_all = ["etcd_key", "etcd_ca"])]
+    pub(crate) etcd_cert: Option<PathBuf>,
+    /// Private key of --etcd-cert (PEM).
+    #[arg(long, env = "CALCMESH_ETCD_KEY", requires = "etcd_cert")]
+    pub(crate) etcd_key: Option<PathBuf>,
+}
+
+impl EtcdTlsArgs {
+    pub(crate) fn load(&self) -> anyhow::Result<Option<calcmesh_runtime::tls::ClientTls>> {
+        let Some(ca) = &self.etcd_ca else {
+            return Ok(None);
+        };
+        let identity = self.etcd_cert.as_deref().zip(self.etcd_key.as_deref());
+        Ok(Some(
+            calcmesh_runtime::tls::ClientTls::load(ca, identity).context("etcd TLS")?,
+        ))
+    }
+}
+
 impl ClientTlsArgs {
     pub(crate) fn load(&self) -> anyhow::Result<Option<calcmesh_runtime::tls::ClientTls>> {
         let Some(ca) = &self.ca else { return Ok(None) };
@@ -119,11 +145,20 @@ impl ClientTlsArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Serve {
     /// Serve calculator.Calculator (plus grpc.health.v1 and server reflection).
-    Calculator(ServerArgs),
+    Calculator(CalculatorArgs),
     /// Serve calcmesh.evaluator.v1.Evaluator, computing every operation on the calculators at
     /// --calculator.
     #[command(mut_arg("listen", |a| a.default_value("127.0.0.1:50050")))]
     Evaluator(EvaluatorArgs),
+}
+
+/// Options of the calculator.
+#[derive(Debug, Args)]
+pub(crate) struct CalculatorArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    #[command(flatten)]
+    pub(crate) etcd: EtcdTlsArgs,
 }
 
 /// Options of the evaluator.
@@ -370,6 +405,8 @@ pub(crate) struct BalancingArgs {
     pub(crate) dns_interval: humantime::Duration,
     #[command(flatten)]
     pub(crate) tls: ClientTlsArgs,
+    #[command(flatten)]
+    pub(crate) etcd: EtcdTlsArgs,
 }
 
 impl BalancingArgs {
@@ -377,6 +414,7 @@ impl BalancingArgs {
     pub(crate) fn config(&self) -> anyhow::Result<ClientConfig> {
         Ok(ClientConfig {
             tls: self.tls.load()?,
+            etcd_tls: self.etcd.load()?,
             connect_timeout: self.connect_timeout.into(),
             policy: self.lb,
             max_attempts: self.max_attempts,

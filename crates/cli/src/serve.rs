@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::{BalancingArgs, EvaluatorArgs, Serve, ServerArgs, UpArgs};
+use crate::cli::{BalancingArgs, CalculatorArgs, EvaluatorArgs, Serve, ServerArgs, UpArgs};
 
 /// A server with the calculator service.
 fn calculator_server(config: &ServerConfig) -> Server {
@@ -69,15 +69,23 @@ struct Register {
     target: Target,
     ttl: std::time::Duration,
     advertise: Option<String>,
+    tls: Option<calcmesh_runtime::tls::ClientTls>,
 }
 
 impl Register {
-    fn from_args(args: &ServerArgs) -> Option<Self> {
-        Some(Self {
-            target: args.register.clone()?,
+    fn from_args(
+        args: &ServerArgs,
+        etcd: &crate::cli::EtcdTlsArgs,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(target) = args.register.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            target,
             ttl: args.register_ttl.into(),
             advertise: args.advertise.clone(),
-        })
+            tls: etcd.load()?,
+        }))
     }
 
     /// Registers `addr` (or the advertised address); the returned future deregisters.
@@ -104,6 +112,7 @@ impl Register {
             service,
             addr,
             ttl: self.ttl,
+            tls: self.tls,
         });
         Ok(registration.deregister())
     }
@@ -120,10 +129,10 @@ impl Register {
 /// Runs the chosen service until SIGINT/SIGTERM, then drains (deregistering first).
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
     let (name, server, listener, register) = match serve {
-        Serve::Calculator(args) => {
+        Serve::Calculator(CalculatorArgs { server: args, etcd }) => {
             let config = args.config()?;
             let listener = listen(args.listen, &config)?;
-            let register = Register::from_args(&args);
+            let register = Register::from_args(&args, &etcd)?;
             (
                 "calculator.Calculator",
                 calculator_server(&config),
@@ -146,7 +155,7 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
                 "calcmesh.evaluator.v1.Evaluator",
                 evaluator,
                 listener,
-                Register::from_args(&server),
+                Register::from_args(&server, &balancing.etcd)?,
             )
         }
     };

@@ -219,3 +219,86 @@ async fn an_etcd_outage_under_load_fails_no_call_and_servers_register_again() {
     assert_eq!(failed, 0, "first failure: {first_failure:?}");
     drop(servers);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_discovery_through_an_etcd_that_requires_mutual_tls() {
+    let pki = std::env::temp_dir().join(format!("calcmesh-etcd-pki-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&pki);
+    let init = common::calcmesh(
+        &[
+            "certs",
+            "init",
+            "--dir",
+            pki.to_str().unwrap(),
+            "--services",
+            "etcd,calculator",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(init.code, Some(0), "{}", init.stderr);
+    let file = |f: &str| pki.join(f).display().to_string();
+    let etcd = Etcd::start_tls(&pki).await;
+    let target = etcd.target("calculator");
+    let (ca, cert, key) = (
+        file("ca.pem"),
+        file("calculator.pem"),
+        file("calculator.key"),
+    );
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "serve",
+            "calculator",
+            "--listen",
+            "127.0.0.1:0",
+            "--register",
+            &target,
+            "--etcd-ca",
+            &ca,
+            "--etcd-cert",
+            &cert,
+            "--etcd-key",
+            &key,
+        ],
+    )
+    .await;
+    eventually("the registration", Duration::from_secs(10), || async {
+        keys(&etcd).await.len() == 1
+    })
+    .await;
+
+    let (admin_cert, admin_key) = (file("admin.pem"), file("admin.key"));
+    let tls_args = [
+        "--etcd-ca",
+        ca.as_str(),
+        "--etcd-cert",
+        admin_cert.as_str(),
+        "--etcd-key",
+        admin_key.as_str(),
+    ];
+    let mut args = vec!["calc", "--target", &target];
+    args.extend(tls_args);
+    args.extend(["6", "*", "7"]);
+    let out = common::calcmesh(&args, "").await;
+    assert_eq!(out.stdout, "42\n", "{}", out.stderr);
+
+    // Without the TLS options, discovery cannot read etcd: the call fails, it does not hang.
+    let out = common::calcmesh(
+        &[
+            "calc",
+            "--timeout",
+            "3s",
+            "--target",
+            &target,
+            "6",
+            "*",
+            "7",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&pki);
+}

@@ -228,6 +228,8 @@ pub struct ClientConfig {
     pub dns_interval: Duration,
     /// TLS to every endpoint (with a client certificate: mutual TLS); `None`: plaintext.
     pub tls: Option<crate::tls::ClientTls>,
+    /// TLS to etcd, for `etcd://` targets; `None`: plaintext.
+    pub etcd_tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -242,6 +244,7 @@ impl Default for ClientConfig {
             idempotent: Vec::new(),
             dns_interval: Duration::from_secs(30),
             tls: None,
+            etcd_tls: None,
         }
     }
 }
@@ -288,6 +291,7 @@ fn discovery(target: &Target, config: &ClientConfig) -> Result<Box<dyn Discover>
         Target::Etcd { endpoints, service } => Box::new(crate::etcd::EtcdDiscovery::new(
             endpoints.clone(),
             service.clone(),
+            config.etcd_tls.clone(),
         )),
         #[cfg(not(feature = "etcd"))]
         Target::Etcd { .. } => {

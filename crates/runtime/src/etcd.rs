@@ -20,12 +20,17 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::balance::Backoff;
 use crate::discovery::{Change, Changes, Discover};
+use crate::tls::ClientTls;
 
-fn options() -> ConnectOptions {
-    ConnectOptions::new()
+fn options(tls: Option<&ClientTls>) -> ConnectOptions {
+    let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(5))
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+    match tls {
+        Some(tls) => options.with_tls(tls.tonic()),
+        None => options,
+    }
 }
 
 /// The value stored for `addr`, in grpc-go's layout.
@@ -44,12 +49,18 @@ fn addr_of(kv: &KeyValue) -> Option<String> {
 pub struct EtcdDiscovery {
     endpoints: Vec<String>,
     service: String,
+    tls: Option<ClientTls>,
 }
 
 impl EtcdDiscovery {
-    /// Discovery of `service` through the etcd cluster at `endpoints` (`host:port` each).
-    pub fn new(endpoints: Vec<String>, service: String) -> Self {
-        Self { endpoints, service }
+    /// Discovery of `service` through the etcd cluster at `endpoints` (`host:port` each), over
+    /// TLS when `tls` is given.
+    pub fn new(endpoints: Vec<String>, service: String, tls: Option<ClientTls>) -> Self {
+        Self {
+            endpoints,
+            service,
+            tls,
+        }
     }
 
     /// One session: the current set, then every change, until an error (or until nobody listens:
@@ -59,7 +70,7 @@ impl EtcdDiscovery {
         tx: &mpsc::Sender<Change>,
         backoff: &mut Backoff,
     ) -> Result<(), String> {
-        let mut client = Client::connect(&self.endpoints, Some(options()))
+        let mut client = Client::connect(&self.endpoints, Some(options(self.tls.as_ref())))
             .await
             .map_err(|e| e.to_string())?;
         let prefix = format!("{}/", self.service);
@@ -150,6 +161,8 @@ pub struct RegistrationConfig {
     pub addr: String,
     /// Lease time to live: how long a crashed server's key outlives it. Default 10 s.
     pub ttl: Duration,
+    /// TLS to etcd (with a client certificate: mutual TLS); `None`: plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 impl Registration {
@@ -202,7 +215,7 @@ async fn registered_session(
     backoff: &mut Backoff,
 ) -> Result<(), String> {
     let e = |e: etcd_client::Error| e.to_string();
-    let mut client = Client::connect(&config.endpoints, Some(options()))
+    let mut client = Client::connect(&config.endpoints, Some(options(config.tls.as_ref())))
         .await
         .map_err(e)?;
     let ttl = i64::try_from(config.ttl.as_secs().max(1)).unwrap_or(i64::MAX);

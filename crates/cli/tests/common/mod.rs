@@ -264,6 +264,8 @@ pub struct Etcd {
     data_dir: PathBuf,
     /// The client address, `127.0.0.1:PORT`.
     pub addr: String,
+    /// For a TLS etcd: etcdctl's `--cacert`, `--cert`, `--key` arguments.
+    tls: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -277,12 +279,27 @@ fn free_port() -> u16 {
 impl Etcd {
     /// Starts etcd and waits until it answers `etcdctl endpoint health`.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts etcd serving clients over mutual TLS with `pki`'s `etcd.pem`/`etcd.key`, trusting
+    /// `pki/ca.pem`; etcdctl itself uses `admin.pem`.
+    pub async fn start_tls(pki: &std::path::Path) -> Self {
+        Self::start_with(Some(pki)).await
+    }
+
+    async fn start_with(pki: Option<&std::path::Path>) -> Self {
         let (client, peer) = (free_port(), free_port());
         let data_dir = std::env::temp_dir().join(format!("calcmesh-etcd-{client}"));
         let _ = std::fs::remove_dir_all(&data_dir);
-        let client_url = format!("http://127.0.0.1:{client}");
+        let scheme = if pki.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let args = vec![
+        let file = |f: &str| {
+            pki.map(|p| p.join(f).display().to_string())
+                .unwrap_or_default()
+        };
+        let mut args = vec![
             "--name=test".to_owned(),
             format!("--data-dir={}", data_dir.display()),
             format!("--listen-client-urls={client_url}"),
@@ -291,11 +308,26 @@ impl Etcd {
             format!("--initial-advertise-peer-urls={peer_url}"),
             format!("--initial-cluster=test={peer_url}"),
         ];
+        let mut tls = Vec::new();
+        if pki.is_some() {
+            args.extend([
+                format!("--cert-file={}", file("etcd.pem")),
+                format!("--key-file={}", file("etcd.key")),
+                format!("--trusted-ca-file={}", file("ca.pem")),
+                "--client-cert-auth".to_owned(),
+            ]);
+            tls = vec![
+                format!("--cacert={}", file("ca.pem")),
+                format!("--cert={}", file("admin.pem")),
+                format!("--key={}", file("admin.key")),
+            ];
+        }
         let mut etcd = Self {
             child: None,
             args,
             data_dir,
             addr: format!("127.0.0.1:{client}"),
+            tls,
         };
         etcd.run().await;
         etcd
@@ -335,6 +367,7 @@ impl Etcd {
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.addr))
             .arg("--dial-timeout=1s")
+            .args(&self.tls)
             .args(args)
             .output()
             .await
