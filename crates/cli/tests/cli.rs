@@ -266,3 +266,76 @@ async fn up_runs_a_mesh_that_answers_then_stops_cleanly() {
     assert!(stderr.contains("mesh stopped"), "{stderr}");
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[tokio::test]
+async fn no_private_key_material_reaches_the_logs() {
+    let pki = std::env::temp_dir().join(format!("calcmesh-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&pki);
+    let out = calcmesh(&["certs", "init", "--dir", pki.to_str().unwrap()], "").await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(!out.stdout.contains("PRIVATE KEY") && !out.stderr.contains("PRIVATE KEY"));
+    let file = |f: &str| pki.join(f).display().to_string();
+    let (ca, cert, key) = (
+        file("ca.pem"),
+        file("calculator.pem"),
+        file("calculator.key"),
+    );
+    let mut calculator = ServerProcess::start_with_env(
+        common::BIN,
+        &[
+            "serve",
+            "calculator",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--client-ca",
+            &ca,
+        ],
+        &[("CALCMESH_LOG", "debug")],
+    )
+    .await;
+    let (ecert, ekey) = (file("evaluator.pem"), file("evaluator.key"));
+    let target = calculator.addr.clone();
+    let mut evaluator = ServerProcess::start_with_env(
+        common::BIN,
+        &[
+            "serve",
+            "evaluator",
+            "--listen",
+            "127.0.0.1:0",
+            "--calculator",
+            &target,
+            "--ca",
+            &ca,
+            "--cert",
+            &ecert,
+            "--key",
+            &ekey,
+        ],
+        &[("CALCMESH_LOG", "debug")],
+    )
+    .await;
+    let out = calcmesh(&["eval", "--target", &evaluator.addr, "1 + 2"], "").await;
+    assert_eq!(out.stdout, "3\n", "{}", out.stderr);
+    let key_body: String = std::fs::read_to_string(pki.join("evaluator.key"))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    for server in [&mut evaluator, &mut calculator] {
+        server.terminate().await;
+    }
+    for server in [evaluator, calculator] {
+        let (_, logs) = server.wait().await;
+        assert!(logs.contains("listening"), "debug logs were captured");
+        assert!(
+            !logs.contains("PRIVATE KEY") && !logs.contains(&key_body),
+            "key material in the logs:\n{logs}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&pki);
+}

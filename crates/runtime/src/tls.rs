@@ -210,11 +210,21 @@ impl ServerTls {
     }
 }
 
-/// A client's TLS: whom to trust and, for mutual TLS, who we are.
-#[derive(Debug, Clone)]
+/// A client's TLS: whom to trust and, for mutual TLS, who we are. Its `Debug` output leaves
+/// the key out.
+#[derive(Clone)]
 pub struct ClientTls {
     ca_pem: Vec<u8>,
     identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("ca", &format_args!("{} bytes of PEM", self.ca_pem.len()))
+            .field("client_certificate", &self.identity.is_some())
+            .finish()
+    }
 }
 
 impl ClientTls {

@@ -75,6 +75,15 @@ impl ServerProcess {
         Self::start_until(program, args, "listening on ").await
     }
 
+    /// [`start`](Self::start) with extra environment variables.
+    pub async fn start_with_env(
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(program, args, "listening on ", env).await
+    }
+
     /// Starts `program args…` and reads stdout until a line starting with `ready` (which must
     /// continue with the address).
     pub async fn start_until(
@@ -82,9 +91,19 @@ impl ServerProcess {
         args: &[&str],
         ready: &str,
     ) -> Self {
+        Self::launch(program, args, ready, &[]).await
+    }
+
+    async fn launch(
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+        ready: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let program = program.as_ref();
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
