@@ -57,9 +57,69 @@ pub(crate) enum Command {
     Summarize(SummarizeArgs),
     /// The prime factors of N, ascending, one per line as the server streams them (server streaming).
     Factorize(FactorizeArgs),
+    /// Generate load and report throughput, latency percentiles and status codes.
+    ///
+    /// Closed loop (--concurrency calls always in flight) by default; --rps makes it open loop,
+    /// measuring each call from when it was due. Works with every target form and TLS option.
+    #[command(mut_arg("timeout", |a| a.default_value("10s")))]
+    Bench(BenchArgs),
     /// Development certificates: a CA, and per service/client a certificate naming it.
     #[command(subcommand)]
     Certs(Certs),
+}
+
+/// Which RPC `bench` calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BenchRpc {
+    /// calculator.Calculator/Calculate (unary), `N * 5`.
+    Calculate,
+    /// calculator.Calculator/CalculateStream: one long stream per worker, one message at a time.
+    CalculateStream,
+    /// calcmesh.evaluator.v1.Evaluator/Evaluate with --expression.
+    Evaluate,
+}
+
+impl BenchRpc {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            BenchRpc::Calculate => "calculate",
+            BenchRpc::CalculateStream => "calculate-stream",
+            BenchRpc::Evaluate => "evaluate",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// The RPC to call.
+    #[arg(long, value_enum, default_value = "calculate")]
+    pub(crate) rpc: BenchRpc,
+    /// Calls in flight at once (workers).
+    #[arg(long, short = 'c', default_value_t = 50)]
+    pub(crate) concurrency: usize,
+    /// Separate channels (HTTP/2 connections per endpoint) the workers share.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) connections: usize,
+    /// How long to measure, after the warm-up.
+    #[arg(long, short = 'd', default_value = "10s")]
+    pub(crate) duration: humantime::Duration,
+    /// Stop after this many calls instead (the warm-up's included).
+    #[arg(long, short = 'n')]
+    pub(crate) requests: Option<u64>,
+    /// Open loop: start this many calls per second, whatever the answers.
+    #[arg(long)]
+    pub(crate) rps: Option<f64>,
+    /// Calls before this much time are made but not measured.
+    #[arg(long, default_value = "1s")]
+    pub(crate) warmup: humantime::Duration,
+    /// The expression for --rpc evaluate.
+    #[arg(long, default_value = "(1 + 2) * (3 + 4) - 5 / 2")]
+    pub(crate) expression: String,
+    /// One JSON object on stdout instead of text; no progress lines.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,7 +18,7 @@ use tonic::{Code, Status};
 use crate::cli::{CalcArgs, ClientArgs, EvalArgs, FactorizeArgs, SummarizeArgs};
 
 /// The canonical upper-case name of a status code, as gRPC documentation spells it.
-fn code_name(code: Code) -> &'static str {
+pub(crate) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

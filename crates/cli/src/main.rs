@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (clap): every flag, its environment variable and its default.
 //! - [`serve`]: `calcmesh serve …` and `calcmesh up` — build services, hand them to the runtime.
 //! - [`client`]: `calcmesh calc | summarize | factorize | eval` — the clients.
+//! - [`bench`]: `calcmesh bench` — the load generator.
 //!
 //! The binary only parses arguments and calls the libraries; exit status 0 is success, 1 a
 //! failed call or server error, 2 bad usage.
@@ -12,6 +13,7 @@
 // clap's derive.
 #![allow(clippy::large_enum_variant)]
 
+mod bench;
 mod cli;
 mod client;
 mod serve;
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
             Command::Summarize(args) => client::summarize(args).await,
             Command::Factorize(args) => client::factorize(args).await,
             Command::Certs(command) => serve::certs(command),
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

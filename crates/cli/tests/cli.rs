@@ -339,3 +339,47 @@ async fn no_private_key_material_reaches_the_logs() {
     }
     let _ = std::fs::remove_dir_all(&pki);
 }
+
+#[tokio::test]
+async fn bench_reports_sane_numbers() {
+    let server = ServerProcess::calcmesh().await;
+    let run = async |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--target",
+            &server.addr,
+            "--json",
+            "-c",
+            "4",
+            "-d",
+            "1s",
+            "--warmup",
+            "200ms",
+        ];
+        args.extend_from_slice(extra);
+        let out = calcmesh(&args, "").await;
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    for rpc in ["calculate", "calculate-stream"] {
+        let report = run(&["--rpc", rpc]).await;
+        let requests = report["requests"].as_u64().unwrap();
+        assert!(requests > 0, "{report}");
+        assert_eq!(report["failed"], 0, "{report}");
+        assert_eq!(report["status"]["OK"].as_u64(), Some(requests), "{report}");
+        let l = &report["latency_us"];
+        let (p50, p99, max) = (
+            l["p50"].as_u64().unwrap(),
+            l["p99"].as_u64().unwrap(),
+            l["max"].as_u64().unwrap(),
+        );
+        assert!(0 < p50 && p50 <= p99 && p99 <= max, "{report}");
+    }
+    // Open loop: about the asked rate (a loose bound: this checks the scheduler, not speed).
+    let report = run(&["--rps", "200"]).await;
+    let requests = report["requests"].as_u64().unwrap();
+    assert!(
+        (100..=300).contains(&requests),
+        "{requests} calls in 1 s at 200/s: {report}"
+    );
+}

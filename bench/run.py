@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""The side-by-side benchmark: calcmesh's shipped calculator against a bare tonic server and the
+Python (sync and asyncio) and Node servers from interop/, on this machine, in one run.
+
+Each server runs pinned to core 0; load comes from h2load (nghttp2-client, independent of our
+code) pinned to core 1, with the same request bytes (Calculate 10 * 5). Per server and round:
+requests/s at -c 4 -m 64, server CPU time per request (from /proc), p50 latency at one
+connection and one stream (h2load --log-file), RSS idle and after load, and the slowest connect
+of 1 000 connections. Rounds are interleaved; the report gives medians and ratios, which are
+the only figures that mean anything on a shared, noisy machine.
+
+Also: CalculateStream messages/s against unary calls/s on the same server (calcmesh bench), and
+the evaluator's extra latency over a direct Calculate.
+
+    python3 bench/run.py                 # 3 rounds, ~5 minutes; rewrites BENCHMARKS.md's table and bench/chart.svg
+    python3 bench/run.py --rounds 1 --seconds 2 --no-write   # a quick look
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+CALCMESH = os.path.join(RELEASE, "calcmesh")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def prepare():
+    if shutil.which("h2load") is None:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "calcmesh-cli", "-p", "calcmesh-bench-bare"], cwd=ROOT, check=True)
+    subprocess.run([os.path.join(ROOT, "interop", "setup")], check=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
+
+
+def grpc_body(path):
+    """Calculate(Request{num1: 10, num2: 5, operator: "*"}) as a gRPC frame."""
+    msg = b"\x09" + struct.pack("<d", 10.0) + b"\x11" + struct.pack("<d", 5.0) + b"\x1a\x01*"
+    with open(path, "wb") as f:
+        f.write(b"\x00" + struct.pack(">I", len(msg)) + msg)
+
+
+SERVERS = {
+    "calcmesh (shipped)": [CALCMESH, "serve", "calculator", "--listen", "127.0.0.1:0"],
+    "bare tonic": [os.path.join(RELEASE, "bare-tonic")],
+    "python grpcio sync": [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "interop", "python", "calc_server.py"), "--port", "0"],
+    "python grpc.aio": [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "interop", "python", "calc_server.py"), "--port", "0", "--asyncio"],
+    "node grpc-js": ["node", os.path.join(ROOT, "interop", "node", "server.js"), "--port", "0"],
+}
+
+
+class Server:
+    def __init__(self, name, cmd, core="0"):
+        self.name = name
+        self.proc = subprocess.Popen(["taskset", "-c", core] + cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        m = re.match(r"listening on (\S+)", line)
+        if not m:
+            raise RuntimeError(f"{name} did not start: {line!r}")
+        self.addr = m.group(1)
+
+    def cpu_seconds(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def rss_mib(self):
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def h2load(addr, body, *args):
+    cmd = ["taskset", "-c", "1", "h2load", "-H", "content-type: application/grpc", "-H", "te: trailers",
+           "-d", body, *args, f"http://{addr}/calculator.Calculator/Calculate"]
+    return sh(cmd)
+
+
+def parse_rate(out):
+    m = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    return float(m.group(1)), int(done.group(2))
+
+
+def measure(name, cmd, body, seconds, conns_test):
+    s = Server(name, cmd)
+    try:
+        out = sh([CALCMESH, "calc", "--target", s.addr, "10", "*", "5"])
+        assert out.strip() == "50", f"{name}: grpc-status check failed: {out!r}"
+        time.sleep(0.5)  # let start-up allocations settle before reading idle RSS
+        rss_idle = s.rss_mib()
+        h2load(s.addr, body, "-c", "4", "-m", "64", "-D", "1")  # warm-up
+        cpu0 = s.cpu_seconds()
+        rate, succeeded = parse_rate(h2load(s.addr, body, "-c", "4", "-m", "64", "-D", str(seconds)))
+        cpu_us = (s.cpu_seconds() - cpu0) * 1e6 / max(succeeded, 1)
+        with tempfile.NamedTemporaryFile(mode="r", suffix=".log") as log:
+            h2load(s.addr, body, "-c", "1", "-m", "1", "-D", str(max(2, seconds // 2)), "--log-file", log.name)
+            durations = [int(line.split()[2]) for line in log if line.strip()]
+        p50 = statistics.median(durations) if durations else float("nan")
+        rss_load = s.rss_mib()
+        connect_max = float("nan")
+        if conns_test:
+            out = h2load(s.addr, body, "-c", "1000", "-n", "2000", "-m", "1")
+            m = re.search(r"time for connect:\s+\S+\s+(\S+)", out)
+            connect_max = to_ms(m.group(1)) if m else float("nan")
+        return dict(rps=rate, cpu_us=cpu_us, p50_us=p50, rss_idle=rss_idle, rss_load=rss_load, connect_max_ms=connect_max)
+    finally:
+        s.stop()
+
+
+def to_ms(text):
+    value = float(re.match(r"[\d.]+", text).group(0))
+    return value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s") and not text.endswith("ms") else value
+
+
+def bench_json(*args):
+    return json.loads(sh(["taskset", "-c", "1", CALCMESH, "bench", "--json", *args]))
+
+
+def extras(seconds):
+    """CalculateStream vs unary messages/s, and the evaluator's extra latency."""
+    calc = Server("calcmesh", SERVERS["calcmesh (shipped)"])
+    evaluator = Server("evaluator", [CALCMESH, "serve", "evaluator", "--listen", "127.0.0.1:0", "--calculator", calc.addr], core="0")
+    try:
+        d = f"{seconds}s"
+        unary = bench_json("--target", calc.addr, "-c", "64", "-d", d)
+        stream = bench_json("--target", calc.addr, "--rpc", "calculate-stream", "-c", "64", "-d", d)
+        direct = bench_json("--target", calc.addr, "-c", "1", "-d", d)
+        via = bench_json("--target", evaluator.addr, "--rpc", "evaluate", "--expression", "10 * 5", "-c", "1", "-d", d)
+        return dict(
+            unary_rps=unary["requests_per_second"], stream_rps=stream["requests_per_second"],
+            direct_p50_us=direct["latency_us"]["p50"], evaluate_p50_us=via["latency_us"]["p50"],
+        )
+    finally:
+        evaluator.stop()
+        calc.stop()
+
+
+def median_of(rounds, key):
+    return statistics.median(r[key] for r in rounds)
+
+
+def table(results):
+    lines = ["| server | requests/s | CPU µs/request | p50 latency, 1 conn × 1 stream | RSS idle | RSS after load | slowest of 1 000 connects |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, rounds in results.items():
+        lines.append(f"| {name} | {median_of(rounds, 'rps'):,.0f} | {median_of(rounds, 'cpu_us'):.1f} | {median_of(rounds, 'p50_us'):.0f} µs | "
+                     f"{median_of(rounds, 'rss_idle'):.1f} MiB | {median_of(rounds, 'rss_load'):.1f} MiB | {rounds[0]['connect_max_ms']:.0f} ms |")
+    return "\n".join(lines)
+
+
+def ratios(results):
+    ours = results["calcmesh (shipped)"]
+    out = []
+    for peer in ["bare tonic", "python grpcio sync", "python grpc.aio", "node grpc-js"]:
+        r = median_of(ours, "rps") / median_of(results[peer], "rps")
+        c = median_of(ours, "cpu_us") / median_of(results[peer], "cpu_us")
+        p = median_of(ours, "p50_us") / median_of(results[peer], "p50_us")
+        out.append(f"| calcmesh ÷ {peer} | {r:.2f}× requests/s | {c:.2f}× CPU per request | {p:.2f}× p50 latency |")
+    return "| ratio (medians, same run) | throughput | CPU | latency |\n| --- | --- | --- | --- |\n" + "\n".join(out)
+
+
+def chart(results, path):
+    """A bar chart of requests/s and p50 latency per server, as SVG."""
+    names = list(results)
+    rps = [median_of(results[n], "rps") for n in names]
+    lat = [median_of(results[n], "p50_us") for n in names]
+    w, row = 760, 34
+    h = 70 + row * len(names) * 2 + 40
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="13">',
+             '<rect width="100%" height="100%" fill="white"/>',
+             '<text x="10" y="22" font-size="16" font-weight="bold">calcmesh benchmark (medians of one run)</text>']
+    y = 50
+    for title, values, unit, color in [("requests/s (-c 4 -m 64)", rps, "/s", "#3b7dd8"), ("p50 latency, 1 connection × 1 stream", lat, " µs", "#d8823b")]:
+        parts.append(f'<text x="10" y="{y}" font-weight="bold">{title}</text>')
+        y += 10
+        top = max(values) or 1
+        for n, v in zip(names, values):
+            bar = 380 * v / top
+            parts.append(f'<text x="10" y="{y + 17}">{n}</text>')
+            parts.append(f'<rect x="190" y="{y + 4}" width="{bar:.1f}" height="18" fill="{color}"/>')
+            parts.append(f'<text x="{196 + bar:.1f}" y="{y + 17}">{v:,.0f}{unit}</text>')
+            y += row - 10
+        y += 30
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="length of each throughput run")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md and bench/chart.svg alone")
+    args = parser.parse_args()
+    prepare()
+    body = os.path.join(tempfile.mkdtemp(), "calculate.bin")
+    grpc_body(body)
+    results = {name: [] for name in SERVERS}
+    for r in range(args.rounds):
+        for name, cmd in SERVERS.items():
+            print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
+            results[name].append(measure(name, cmd, body, args.seconds, conns_test=(r == 0)))
+    extra = extras(args.seconds)
+    report = "\n\n".join([
+        table(results),
+        ratios(results),
+        f"| CalculateStream vs unary (calcmesh bench, 64 in flight) | {extra['stream_rps']:,.0f} msgs/s vs {extra['unary_rps']:,.0f} calls/s = {extra['stream_rps'] / extra['unary_rps']:.2f}× |\n| --- | --- |\n"
+        f"| evaluator's extra latency (p50, `10 * 5` via Evaluate vs Calculate direct) | {extra['evaluate_p50_us'] - extra['direct_p50_us']:.0f} µs ({extra['evaluate_p50_us']} vs {extra['direct_p50_us']} µs) |",
+    ])
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    report = f"Run {stamp}, `python3 bench/run.py --rounds {args.rounds} --seconds {args.seconds}`, {os.cpu_count()} cores.\n\n" + report
+    print(report)
+    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+        json.dump(dict(results=results, extras=extra, stamp=stamp), f, indent=1)
+    if not args.no_write:
+        chart(results, os.path.join(ROOT, "bench", "chart.svg"))
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        text = open(path).read()
+        text = re.sub(r"<!-- results -->.*<!-- /results -->", lambda _: f"<!-- results -->\n{report}\n<!-- /results -->", text, flags=re.S)
+        open(path, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+//! `calcmesh bench`: a load generator for calcmesh services, in the spirit of ghz.
+//!
+//! Closed loop by default (`--concurrency` calls always in flight); with `--rps` open loop: call
+//! k is due at `start + k / rps`, and a call that could not start on time is measured from when
+//! it was *due*, not from when it was sent, so a stalled server cannot hide its stall
+//! (coordinated omission).
+//! Latencies go into an HDR histogram (µs, 3 significant digits).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use calcmesh_proto::calculator::Request;
+use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+use calcmesh_proto::evaluator::EvaluateRequest;
+use calcmesh_proto::evaluator::evaluator_client::EvaluatorClient;
+use calcmesh_runtime::MeshChannel;
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+use crate::cli::{BenchArgs, BenchRpc};
+
+/// What one worker saw.
+struct Tally {
+    latency: Histogram<u64>,
+    status: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("static histogram bounds are valid"),
+            status: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, latency: Duration, code: Code) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, 60_000_000);
+        self.latency.saturating_record(micros);
+        *self
+            .status
+            .entry(crate::client::code_name(code))
+            .or_default() += 1;
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        let _ = self.latency.add(&other.latency);
+        for (code, n) in &other.status {
+            *self.status.entry(code).or_default() += n;
+        }
+    }
+}
+
+/// One call kind, as a reusable caller.
+enum Caller {
+    Unary(CalculatorClient<MeshChannel>),
+    Stream {
+        tx: mpsc::Sender<Request>,
+        responses: tonic::Streaming<calcmesh_proto::calculator::Response>,
+    },
+    Evaluate(EvaluatorClient<MeshChannel>, String),
+}
+
+fn request(i: u64) -> Request {
+    Request {
+        num1: (i % 1000) as f64,
+        num2: 5.0,
+        operator: "*".into(),
+    }
+}
+
+impl Caller {
+    async fn new(rpc: BenchRpc, channel: MeshChannel, expression: &str) -> anyhow::Result<Self> {
+        Ok(match rpc {
+            BenchRpc::Calculate => Caller::Unary(CalculatorClient::new(channel)),
+            BenchRpc::CalculateStream => {
+                let (tx, rx) = mpsc::channel(1);
+                let responses = CalculatorClient::new(channel)
+                    .calculate_stream(ReceiverStream::new(rx))
+                    .await
+                    .context("cannot open CalculateStream")?
+                    .into_inner();
+                Caller::Stream { tx, responses }
+            }
+            BenchRpc::Evaluate => {
+                Caller::Evaluate(EvaluatorClient::new(channel), expression.to_owned())
+            }
+        })
+    }
+
+    async fn call(&mut self, i: u64) -> Code {
+        match self {
+            Caller::Unary(client) => match client.calculate(request(i)).await {
+                Ok(_) => Code::Ok,
+                Err(status) => status.code(),
+            },
+            Caller::Stream { tx, responses } => {
+                if tx.send(request(i)).await.is_err() {
+                    return Code::Unavailable;
+                }
+                match responses.message().await {
+                    Ok(Some(r)) => r.error.map_or(Code::Ok, |e| Code::from(e.code)),
+                    Ok(None) => Code::Unavailable,
+                    Err(status) => status.code(),
+                }
+            }
+            Caller::Evaluate(client, expression) => {
+                let request = EvaluateRequest {
+                    expression: expression.clone(),
+                };
+                match client.evaluate(request).await {
+                    Ok(_) => Code::Ok,
+                    Err(status) => status.code(),
+                }
+            }
+        }
+    }
+}
+
+struct Plan {
+    start: Instant,
+    measure_from: Instant,
+    stop_at: Option<Instant>,
+    max_requests: Option<u64>,
+    interval: Option<Duration>,
+    issued: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU64,
+    stopped: AtomicBool,
+}
+
+impl Plan {
+    /// The next call's number and when it is due, or `None` when the run is over.
+    fn next(&self) -> Option<(u64, Instant)> {
+        let k = self.issued.fetch_add(1, Ordering::Relaxed);
+        if self.max_requests.is_some_and(|max| k >= max) || self.stopped.load(Ordering::Relaxed) {
+            return None;
+        }
+        let due = match self.interval {
+            Some(interval) => self.start + interval.mul_f64(k as f64),
+            None => Instant::now(),
+        };
+        if self.stop_at.is_some_and(|stop| due >= stop) {
+            return None;
+        }
+        Some((k, due))
+    }
+}
+
+async fn worker(mut caller: Caller, plan: Arc<Plan>) -> Tally {
+    let mut tally = Tally::new();
+    while let Some((k, due)) = plan.next() {
+        // On schedule: wait, and time the call from when it is sent (the timer's own lateness
+        // is ours, not the server's). Behind schedule: time it from when it was due, so the
+        // wait a slow server caused is counted (coordinated omission).
+        let from = if Instant::now() < due {
+            tokio::time::sleep_until(due).await;
+            Instant::now()
+        } else {
+            due
+        };
+        let code = caller.call(k).await;
+        let now = Instant::now();
+        plan.done.fetch_add(1, Ordering::Relaxed);
+        if code != Code::Ok {
+            plan.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if due >= plan.measure_from {
+            tally.record(now - from, code);
+        }
+    }
+    tally
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.3} ms", micros as f64 / 1000.0)
+}
+
+/// `calcmesh bench`.
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.concurrency >= 1 && args.connections >= 1,
+        "--concurrency and --connections must be at least 1"
+    );
+    anyhow::ensure!(
+        args.rps.is_none_or(|r| r > 0.0 && r.is_finite()),
+        "--rps must be a positive number"
+    );
+    let config = args.client.config()?;
+    let channels = (0..args.connections)
+        .map(|_| calcmesh_runtime::connect(&args.client.target, &config))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut callers = Vec::with_capacity(args.concurrency);
+    for i in 0..args.concurrency {
+        callers.push(
+            Caller::new(
+                args.rpc,
+                channels[i % channels.len()].clone(),
+                &args.expression,
+            )
+            .await?,
+        );
+    }
+    let warmup: Duration = args.warmup.into();
+    let duration: Duration = args.duration.into();
+    let start = Instant::now();
+    let plan = Arc::new(Plan {
+        start,
+        measure_from: start + warmup,
+        stop_at: args.requests.is_none().then(|| start + warmup + duration),
+        max_requests: args.requests,
+        interval: args.rps.map(|rps| Duration::from_secs_f64(1.0 / rps)),
+        issued: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
+    });
+    let workers: Vec<_> = callers
+        .into_iter()
+        .map(|c| tokio::spawn(worker(c, plan.clone())))
+        .collect();
+
+    let progress = tokio::spawn(progress(plan.clone(), args.json));
+    let interrupted = tokio::spawn({
+        let plan = plan.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                plan.stopped.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+    let mut total = Tally::new();
+    for w in workers {
+        total.merge(&w.await.context("a bench worker panicked")?);
+    }
+    let elapsed = start
+        .elapsed()
+        .saturating_sub(warmup)
+        .max(Duration::from_millis(1));
+    progress.abort();
+    interrupted.abort();
+
+    let h = &total.latency;
+    let measured = h.len();
+    let ok = total.status.get("OK").copied().unwrap_or(0);
+    let rate = measured as f64 / elapsed.as_secs_f64();
+    let quantiles = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
+    if args.json {
+        let mut latency = serde_json::Map::new();
+        for (name, q) in quantiles {
+            latency.insert(name.to_owned(), h.value_at_quantile(q).into());
+        }
+        latency.insert("max".into(), h.max().into());
+        latency.insert("mean".into(), h.mean().into());
+        let report = serde_json::json!({
+            "target": args.client.target.to_string(),
+            "rpc": args.rpc.name(),
+            "concurrency": args.concurrency,
+            "connections": args.connections,
+            "seconds": elapsed.as_secs_f64(),
+            "requests": measured,
+            "ok": ok,
+            "failed": measured - ok,
+            "requests_per_second": rate,
+            "latency_us": latency,
+            "status": total.status,
+        });
+        println!("{report}");
+    } else {
+        let mode = args.rps.map_or_else(
+            || "closed loop".to_owned(),
+            |r| format!("open loop at {r}/s"),
+        );
+        println!(
+            "{} {} · {} concurrent on {} connection(s) · {mode} · {:.1} s measured after {:?} warm-up",
+            args.rpc.name(),
+            args.client.target,
+            args.concurrency,
+            args.connections,
+            elapsed.as_secs_f64(),
+            warmup
+        );
+        println!(
+            "requests:  {measured} ({ok} ok, {} failed), {rate:.0}/s",
+            measured - ok
+        );
+        let percentiles: Vec<String> = quantiles
+            .iter()
+            .map(|(n, q)| format!("{n} {}", ms(h.value_at_quantile(*q))))
+            .collect();
+        println!("latency:   {}  max {}", percentiles.join("  "), ms(h.max()));
+        let status: Vec<String> = total
+            .status
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        println!("status:    {}", status.join(", "));
+    }
+    Ok(if ok > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Once a second: a progress line, redrawn in place on a terminal, plain lines otherwise.
+async fn progress(plan: Arc<Plan>, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let mut last = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let done = plan.done.load(Ordering::Relaxed);
+        let failed = plan.failed.load(Ordering::Relaxed);
+        let line = format!(
+            "{:>4.0} s  {done} calls, {failed} failed, {}/s",
+            plan.start.elapsed().as_secs_f64(),
+            done - last
+        );
+        last = done;
+        let mut err = std::io::stderr().lock();
+        let _ = if terminal {
+            write!(err, "\r{line}   ")
+        } else {
+            writeln!(err, "{line}")
+        };
+        let _ = err.flush();
+    }
+}
