@@ -64,10 +64,6 @@ impl Tally {
 /// One call kind, as a reusable caller.
 enum Caller {
     Unary(CalculatorClient<MeshChannel>),
-    Stream {
-        tx: mpsc::Sender<Request>,
-        responses: tonic::Streaming<calcmesh_proto::calculator::Response>,
-    },
     Evaluate(EvaluatorClient<MeshChannel>, String),
 }
 
@@ -80,22 +76,15 @@ fn request(i: u64) -> Request {
 }
 
 impl Caller {
-    async fn new(rpc: BenchRpc, channel: MeshChannel, expression: &str) -> anyhow::Result<Self> {
-        Ok(match rpc {
-            BenchRpc::Calculate => Caller::Unary(CalculatorClient::new(channel)),
-            BenchRpc::CalculateStream => {
-                let (tx, rx) = mpsc::channel(1);
-                let responses = CalculatorClient::new(channel)
-                    .calculate_stream(ReceiverStream::new(rx))
-                    .await
-                    .context("cannot open CalculateStream")?
-                    .into_inner();
-                Caller::Stream { tx, responses }
-            }
+    fn new(rpc: BenchRpc, channel: MeshChannel, expression: &str) -> Self {
+        match rpc {
             BenchRpc::Evaluate => {
                 Caller::Evaluate(EvaluatorClient::new(channel), expression.to_owned())
             }
-        })
+            BenchRpc::Calculate | BenchRpc::CalculateStream => {
+                Caller::Unary(CalculatorClient::new(channel))
+            }
+        }
     }
 
     async fn call(&mut self, i: u64) -> Code {
@@ -104,16 +93,6 @@ impl Caller {
                 Ok(_) => Code::Ok,
                 Err(status) => status.code(),
             },
-            Caller::Stream { tx, responses } => {
-                if tx.send(request(i)).await.is_err() {
-                    return Code::Unavailable;
-                }
-                match responses.message().await {
-                    Ok(Some(r)) => r.error.map_or(Code::Ok, |e| Code::from(e.code)),
-                    Ok(None) => Code::Unavailable,
-                    Err(status) => status.code(),
-                }
-            }
             Caller::Evaluate(client, expression) => {
                 let request = EvaluateRequest {
                     expression: expression.clone(),
@@ -157,18 +136,22 @@ impl Plan {
     }
 }
 
+/// Waits until `due`. On schedule, a call is timed from when it is sent (the timer's own
+/// lateness is ours, not the server's); behind schedule, from when it was due, so the wait a
+/// slow server caused is counted (coordinated omission).
+async fn start_at(due: Instant) -> Instant {
+    if Instant::now() < due {
+        tokio::time::sleep_until(due).await;
+        Instant::now()
+    } else {
+        due
+    }
+}
+
 async fn worker(mut caller: Caller, plan: Arc<Plan>) -> Tally {
     let mut tally = Tally::new();
     while let Some((k, due)) = plan.next() {
-        // On schedule: wait, and time the call from when it is sent (the timer's own lateness
-        // is ours, not the server's). Behind schedule: time it from when it was due, so the
-        // wait a slow server caused is counted (coordinated omission).
-        let from = if Instant::now() < due {
-            tokio::time::sleep_until(due).await;
-            Instant::now()
-        } else {
-            due
-        };
+        let from = start_at(due).await;
         let code = caller.call(k).await;
         let now = Instant::now();
         plan.done.fetch_add(1, Ordering::Relaxed);
@@ -180,6 +163,67 @@ async fn worker(mut caller: Caller, plan: Arc<Plan>) -> Tally {
         }
     }
     tally
+}
+
+/// One CalculateStream with up to `window` messages in flight: a sender task feeds it as the
+/// plan allows, this loop times each answer against its send (answers come in order).
+async fn stream_worker(
+    channel: MeshChannel,
+    plan: Arc<Plan>,
+    window: usize,
+) -> anyhow::Result<Tally> {
+    let (tx, rx) = mpsc::channel(window);
+    let mut responses = CalculatorClient::new(channel)
+        .calculate_stream(ReceiverStream::new(rx))
+        .await
+        .context("cannot open CalculateStream")?
+        .into_inner();
+    let slots = Arc::new(tokio::sync::Semaphore::new(window));
+    let (sent_tx, mut sent) = mpsc::unbounded_channel::<(Instant, bool)>();
+    let sender = {
+        let (plan, slots) = (plan.clone(), slots.clone());
+        tokio::spawn(async move {
+            while let Some((k, due)) = plan.next() {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                slot.forget();
+                let from = start_at(due).await;
+                if sent_tx.send((from, due >= plan.measure_from)).is_err()
+                    || tx.send(request(k)).await.is_err()
+                {
+                    break;
+                }
+            }
+            // Dropping `tx` ends the request stream; the server then ends its answers.
+        })
+    };
+    let mut tally = Tally::new();
+    loop {
+        let (code, done) = match responses.message().await {
+            Ok(Some(r)) => (r.error.map_or(Code::Ok, |e| Code::from(e.code)), false),
+            Ok(None) => break,
+            Err(status) => (status.code(), true),
+        };
+        let Some((from, measured)) = sent.recv().await else {
+            break;
+        };
+        slots.add_permits(1);
+        plan.done.fetch_add(1, Ordering::Relaxed);
+        if code != Code::Ok {
+            plan.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if measured {
+            tally.record(from.elapsed(), code);
+        }
+        if done {
+            plan.stopped.store(true, Ordering::Relaxed);
+            break;
+        }
+    }
+    slots.close();
+    sender.await.context("the stream sender panicked")?;
+    Ok(tally)
 }
 
 fn ms(micros: u64) -> String {
@@ -200,17 +244,6 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let channels = (0..args.connections)
         .map(|_| calcmesh_runtime::connect(&args.client.target, &config))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut callers = Vec::with_capacity(args.concurrency);
-    for i in 0..args.concurrency {
-        callers.push(
-            Caller::new(
-                args.rpc,
-                channels[i % channels.len()].clone(),
-                &args.expression,
-            )
-            .await?,
-        );
-    }
     let warmup: Duration = args.warmup.into();
     let duration: Duration = args.duration.into();
     let start = Instant::now();
@@ -225,9 +258,19 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         failed: AtomicU64::new(0),
         stopped: AtomicBool::new(false),
     });
-    let workers: Vec<_> = callers
-        .into_iter()
-        .map(|c| tokio::spawn(worker(c, plan.clone())))
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|i| {
+            let (channel, plan) = (channels[i % channels.len()].clone(), plan.clone());
+            match args.rpc {
+                BenchRpc::CalculateStream => {
+                    tokio::spawn(stream_worker(channel, plan, args.pipeline.max(1)))
+                }
+                rpc => {
+                    let caller = Caller::new(rpc, channel, &args.expression);
+                    tokio::spawn(async move { Ok(worker(caller, plan).await) })
+                }
+            }
+        })
         .collect();
 
     let progress = tokio::spawn(progress(plan.clone(), args.json));
@@ -241,7 +284,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     });
     let mut total = Tally::new();
     for w in workers {
-        total.merge(&w.await.context("a bench worker panicked")?);
+        total.merge(&w.await.context("a bench worker panicked")??);
     }
     let elapsed = start
         .elapsed()

@@ -73,7 +73,8 @@ pub(crate) enum Command {
 pub(crate) enum BenchRpc {
     /// calculator.Calculator/Calculate (unary), `N * 5`.
     Calculate,
-    /// calculator.Calculator/CalculateStream: one long stream per worker, one message at a time.
+    /// calculator.Calculator/CalculateStream: one long stream per worker, --pipeline messages
+    /// in flight on each.
     CalculateStream,
     /// calcmesh.evaluator.v1.Evaluator/Evaluate with --expression.
     Evaluate,
@@ -102,6 +103,9 @@ pub(crate) struct BenchArgs {
     /// Separate channels (HTTP/2 connections per endpoint) the workers share.
     #[arg(long, default_value_t = 1)]
     pub(crate) connections: usize,
+    /// For calculate-stream: messages in flight on each stream.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) pipeline: usize,
     /// How long to measure, after the warm-up.
     #[arg(long, short = 'd', default_value = "10s")]
     pub(crate) duration: humantime::Duration,
