@@ -483,10 +483,7 @@ impl BalancingArgs {
             policy: self.lb,
             max_attempts: self.max_attempts,
             dns_interval: self.dns_interval.into(),
-            idempotent: calcmesh_proto::IDEMPOTENT_METHODS
-                .iter()
-                .map(|m| (*m).to_owned())
-                .collect(),
+            idempotent: calcmesh_proto::idempotent_methods(),
             ..ClientConfig::default()
         })
     }

@@ -46,13 +46,43 @@ fn client(etcd: &Etcd) -> calcmesh_runtime::MeshChannel {
     let target: Target = etcd.target("calculator").parse().unwrap();
     let config = ClientConfig {
         policy: Policy::RoundRobin,
-        idempotent: calcmesh_proto::IDEMPOTENT_METHODS
-            .iter()
-            .map(|m| (*m).to_owned())
-            .collect(),
+        idempotent: calcmesh_proto::idempotent_methods(),
         ..ClientConfig::default()
     };
     calcmesh_runtime::connect(&target, &config).unwrap()
+}
+
+/// Three registered calculators, once etcd lists all three.
+async fn three_registered(etcd: &Etcd) -> Vec<ServerProcess> {
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(registered_calculator(etcd).await);
+    }
+    eventually("three registrations", Duration::from_secs(10), || async {
+        keys(etcd).await.len() == 3
+    })
+    .await;
+    servers
+}
+
+/// Continuous load through an etcd-discovered channel for `length`, in the background.
+fn load_through_etcd(
+    etcd: &Etcd,
+    length: Duration,
+) -> (
+    calcmesh_runtime::MeshChannel,
+    Arc<Tally>,
+    tokio::task::JoinHandle<Option<String>>,
+) {
+    let channel = client(etcd);
+    let tally = Arc::new(Tally::default());
+    let run = tokio::spawn(load(
+        channel.clone(),
+        8,
+        Instant::now() + length,
+        tally.clone(),
+    ));
+    (channel, tally, run)
 }
 
 async fn signal(server: &ServerProcess, sig: &str) {
@@ -70,14 +100,7 @@ async fn signal(server: &ServerProcess, sig: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_discovery_and_instances_that_come_and_go() {
     let etcd = Etcd::start().await;
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        servers.push(registered_calculator(&etcd).await);
-    }
-    eventually("three registrations", Duration::from_secs(10), || async {
-        keys(&etcd).await.len() == 3
-    })
-    .await;
+    let mut servers = three_registered(&etcd).await;
     // grpc-go's etcd resolver layout, as etcdctl shows it.
     for (key, value) in etcd.get_prefix("calculator/").await {
         let addr = key.strip_prefix("calculator/").unwrap();
@@ -88,15 +111,7 @@ async fn registration_discovery_and_instances_that_come_and_go() {
         assert!(servers.iter().any(|s| s.addr == addr), "{key}");
     }
 
-    let channel = client(&etcd);
-    let tally = Arc::new(Tally::default());
-    let started = Instant::now();
-    let run = tokio::spawn(load(
-        channel.clone(),
-        8,
-        started + Duration::from_secs(12),
-        tally.clone(),
-    ));
+    let (channel, tally, run) = load_through_etcd(&etcd, Duration::from_secs(12));
     eventually(
         "load flowing to all three",
         Duration::from_secs(5),
@@ -169,23 +184,8 @@ async fn registration_discovery_and_instances_that_come_and_go() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_outage_under_load_fails_no_call_and_servers_register_again() {
     let mut etcd = Etcd::start().await;
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        servers.push(registered_calculator(&etcd).await);
-    }
-    eventually("three registrations", Duration::from_secs(10), || async {
-        keys(&etcd).await.len() == 3
-    })
-    .await;
-    let channel = client(&etcd);
-    let tally = Arc::new(Tally::default());
-    let started = Instant::now();
-    let run = tokio::spawn(load(
-        channel.clone(),
-        8,
-        started + Duration::from_secs(20),
-        tally.clone(),
-    ));
+    let servers = three_registered(&etcd).await;
+    let (channel, tally, run) = load_through_etcd(&etcd, Duration::from_secs(20));
     eventually("load flowing", Duration::from_secs(5), || async {
         tally.ok.load(Ordering::Relaxed) > 500
     })

@@ -32,10 +32,7 @@ async fn scenario(sig: &str) {
     }
     let target = Target::Static(servers.iter().map(|s| s.addr.parse().unwrap()).collect());
     let config = ClientConfig {
-        idempotent: calcmesh_proto::IDEMPOTENT_METHODS
-            .iter()
-            .map(|m| (*m).to_owned())
-            .collect(),
+        idempotent: calcmesh_proto::idempotent_methods(),
         ..ClientConfig::default()
     };
     let channel = calcmesh_runtime::connect(&target, &config).unwrap();

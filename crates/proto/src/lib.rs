@@ -33,3 +33,8 @@ pub const IDEMPOTENT_METHODS: &[&str] = &[
     "/calcmesh.evaluator.v1.Evaluator/",
     "/grpc.health.v1.Health/",
 ];
+
+/// [`IDEMPOTENT_METHODS`] as owned strings, the form `ClientConfig::idempotent` takes.
+pub fn idempotent_methods() -> Vec<String> {
+    IDEMPOTENT_METHODS.iter().map(|m| (*m).to_owned()).collect()
+}

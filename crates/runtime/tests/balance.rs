@@ -1,58 +1,13 @@
 //! The balancer against real servers on 127.0.0.1:0: how calls spread, and how health moves
 //! endpoints in and out of rotation.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::Request;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_runtime::{ClientConfig, MeshChannel, Policy, Server, ServerConfig, Target};
-use calcmesh_testkit::Running;
-use tonic::body::Body;
-use tonic::server::NamedService;
-
-/// A service that answers `delay` later than the one it wraps: a slow instance.
-#[derive(Clone)]
-struct Slow<S> {
-    inner: S,
-    delay: Duration,
-}
-
-impl<S: NamedService> NamedService for Slow<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> tower_service::Service<http::Request<Body>> for Slow<S>
-where
-    S: tower_service::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let (mut inner, delay) = (self.inner.clone(), self.delay);
-        Box::pin(async move {
-            tokio::time::sleep(delay).await;
-            inner.call(request).await
-        })
-    }
-}
+use calcmesh_testkit::{Intercept, Running};
 
 struct Instance {
     running: Running,
@@ -64,7 +19,7 @@ fn instance(delay: Option<Duration>) -> Instance {
     let service = CalculatorService::new();
     let grpc = calcmesh_calculator::server(service.clone(), config.max_message_size);
     let server = match delay {
-        Some(delay) => Server::new(config).add_service(Slow { inner: grpc, delay }),
+        Some(delay) => Server::new(config).add_service(Intercept::new(grpc).delay(delay)),
         None => Server::new(config).add_service(grpc),
     };
     Instance {
@@ -77,10 +32,7 @@ fn channel(instances: &[Instance], policy: Policy) -> MeshChannel {
     let target = Target::Static(instances.iter().map(|i| i.running.addr).collect());
     let config = ClientConfig {
         policy,
-        idempotent: calcmesh_proto::IDEMPOTENT_METHODS
-            .iter()
-            .map(|m| (*m).to_owned())
-            .collect(),
+        idempotent: calcmesh_proto::idempotent_methods(),
         ..ClientConfig::default()
     };
     calcmesh_runtime::connect(&target, &config).unwrap()

@@ -1,13 +1,9 @@
 //! TLS, mutual TLS, identity and authorization, over real sockets with certificates from
 //! `calcmesh_runtime::certs`.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::Request;
@@ -16,10 +12,8 @@ use calcmesh_runtime::authz::Policy;
 use calcmesh_runtime::certs::{self, InitOptions};
 use calcmesh_runtime::tls::{ClientTls, PeerInfo, ServerTls, ServerTlsFiles};
 use calcmesh_runtime::{ClientConfig, MeshChannel, ServeError, Server, ServerConfig, Target};
-use calcmesh_testkit::Running;
+use calcmesh_testkit::{Intercept, Running};
 use tonic::Code;
-use tonic::body::Body;
-use tonic::server::NamedService;
 
 /// A temporary directory of certificates: services calculator and evaluator, clients admin and
 /// mallory.
@@ -72,45 +66,6 @@ impl Drop for Pki {
     }
 }
 
-/// Records the [`PeerInfo`] each request carries: what a handler sees in its extensions.
-#[derive(Clone)]
-struct Witness<S> {
-    inner: S,
-    seen: Arc<Mutex<Vec<PeerInfo>>>,
-}
-
-impl<S: NamedService> NamedService for Witness<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> tower_service::Service<http::Request<Body>> for Witness<S>
-where
-    S: tower_service::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if let Some(peer) = request.extensions().get::<PeerInfo>() {
-            self.seen.lock().unwrap().push(peer.clone());
-        }
-        let mut inner = self.inner.clone();
-        Box::pin(async move { inner.call(request).await })
-    }
-}
-
 fn server(
     tls: Option<ServerTlsFiles>,
     policy: Option<Policy>,
@@ -121,10 +76,11 @@ fn server(
         ..ServerConfig::default()
     };
     let seen = Arc::default();
-    let service = Witness {
-        inner: calcmesh_calculator::server(CalculatorService::new(), config.max_message_size),
-        seen: Arc::clone(&seen),
-    };
+    let service = Intercept::new(calcmesh_calculator::server(
+        CalculatorService::new(),
+        config.max_message_size,
+    ))
+    .record_peers(Arc::clone(&seen));
     (Server::new(config).add_service(service), seen)
 }
 

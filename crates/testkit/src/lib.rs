@@ -3,13 +3,19 @@
 //! # Layout
 //! - [`Running`]: a [`Server`] serving on `127.0.0.1:0` in a task, with its address, counters,
 //!   health, a channel to it, and an explicit [`Running::stop`].
+//! - [`Intercept`]: a service wrapper that delays calls or records who made them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::convert::Infallible;
+
+use calcmesh_runtime::tls::PeerInfo;
 use calcmesh_runtime::{ClientConfig, HealthState, MeshChannel, ServeError, Server, ServerStats};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::body::Body;
+use tonic::server::NamedService;
 
 /// A server running on a free loopback port.
 #[derive(Debug)]
@@ -86,5 +92,82 @@ impl Running {
             },
             self.task,
         )
+    }
+}
+
+/// A tonic service wrapped for tests: each call can be delayed (a slow instance) and the
+/// [`PeerInfo`] it carries recorded (what a handler sees).
+#[derive(Debug, Clone)]
+pub struct Intercept<S> {
+    inner: S,
+    delay: Option<std::time::Duration>,
+    peers: Option<Arc<std::sync::Mutex<Vec<PeerInfo>>>>,
+}
+
+impl<S> Intercept<S> {
+    /// `inner`, unchanged so far.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            delay: None,
+            peers: None,
+        }
+    }
+
+    /// Answers every call `delay` later.
+    pub fn delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Appends each call's [`PeerInfo`] to `peers`.
+    pub fn record_peers(mut self, peers: Arc<std::sync::Mutex<Vec<PeerInfo>>>) -> Self {
+        self.peers = Some(peers);
+        self
+    }
+}
+
+impl<S: NamedService> NamedService for Intercept<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S> tower_service::Service<http::Request<Body>> for Intercept<S>
+where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if let (Some(peers), Some(peer)) = (&self.peers, request.extensions().get::<PeerInfo>()) {
+            peers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(peer.clone());
+        }
+        let (mut inner, delay) = (self.inner.clone(), self.delay);
+        Box::pin(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            inner.call(request).await
+        })
     }
 }
