@@ -384,6 +384,10 @@ pub(crate) struct ServerArgs {
     /// Serve plaintext even on a non-loopback address (logged as a warning).
     #[arg(long, env = "CALCMESH_INSECURE")]
     pub(crate) insecure: bool,
+    /// Serve the admin HTTP endpoint here: /metrics (Prometheus), /healthz, /readyz. Off unless
+    /// given; port 0 picks a free port (printed as `admin on ADDR`).
+    #[arg(long, env = "CALCMESH_ADMIN")]
+    pub(crate) admin: Option<SocketAddr>,
 }
 
 impl ServerArgs {

@@ -128,8 +128,10 @@ impl Register {
 
 /// Runs the chosen service until SIGINT/SIGTERM, then drains (deregistering first).
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
+    let admin;
     let (name, server, listener, register) = match serve {
         Serve::Calculator(CalculatorArgs { server: args, etcd }) => {
+            admin = args.admin;
             let config = args.config()?;
             let listener = listen(args.listen, &config)?;
             let register = Register::from_args(&args, &etcd)?;
@@ -146,6 +148,7 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
             balancing,
             limits,
         }) => {
+            admin = server.admin;
             let config = server.config()?;
             let channel = connect(&calculator, &evaluator_client(&balancing)?)?;
             tracing::info!(%calculator, "evaluator computes on these calculators");
@@ -162,7 +165,34 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     server.check_listen(addr)?;
     let deregister = register.map(|r| r.start(addr)).transpose()?;
+    let admin = match admin {
+        Some(admin) => Some(
+            tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("cannot listen on {admin} (--admin)"))?,
+        ),
+        None => None,
+    };
     say(&format!("listening on {addr}"))?;
+    // The admin endpoint outlives the drain, so /readyz can say 503 while it runs.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = match admin {
+        Some(listener) => {
+            let admin_addr = listener.local_addr()?;
+            say(&format!("admin on {admin_addr}"))?;
+            tracing::info!(%admin_addr, "admin endpoint: /metrics /healthz /readyz");
+            let stopped = async {
+                let _ = admin_stopped.await;
+            };
+            Some(tokio::spawn(calcmesh_runtime::metrics::serve_admin(
+                listener,
+                server.metrics(),
+                server.health(),
+                stopped,
+            )))
+        }
+        None => None,
+    };
     tracing::info!(%addr, service = name, config = ?server.config(), "listening");
     let shutdown = async {
         shutdown::signal().await;
@@ -171,7 +201,12 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
             deregister.await;
         }
     };
-    server.serve(listener, shutdown).await?;
+    let served = server.serve(listener, shutdown).await;
+    let _ = admin_stop.send(());
+    if let Some(task) = admin_task {
+        task.await.context("admin endpoint panicked")??;
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -383,3 +383,88 @@ async fn bench_reports_sane_numbers() {
         "{requests} calls in 1 s at 200/s: {report}"
     );
 }
+
+/// `GET path` over HTTP/1.1: (status line, body).
+async fn http_get(addr: &str, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn admin_endpoint_metrics_parse_and_readyz_fails_while_draining() {
+    let mut server = ServerProcess::start_until(
+        common::BIN,
+        &[
+            "serve",
+            "calculator",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--grace-period",
+            "5s",
+        ],
+        "admin on ",
+    )
+    .await;
+    let grpc = server.lines[0]
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let admin = server.addr.clone();
+    calcmesh(&["calc", "--target", &grpc, "1", "+", "1"], "").await;
+    calcmesh(&["calc", "--target", &grpc, "1", "/", "0"], "").await;
+
+    let (status, text) = http_get(&admin, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(text.contains(r#"grpc_code="InvalidArgument""#), "{text}");
+    // A real parser (Python's prometheus_client, OpenMetrics flavour) reads it all.
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nnames = {f.name for f in parse(sys.stdin.read())}\nprint(' '.join(sorted(names)))";
+    let python = common::root().join(".venv/bin/python");
+    let out = common::run(&python, &["-c", script], &text).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for name in [
+        "grpc_server_started",
+        "grpc_server_handled",
+        "grpc_server_msg_received",
+        "grpc_server_msg_sent",
+        "grpc_server_handling_seconds",
+    ] {
+        assert!(
+            out.stdout.split_whitespace().any(|n| n == name),
+            "{name} in {}",
+            out.stdout
+        );
+    }
+    assert!(http_get(&admin, "/readyz").await.0.contains("200"));
+
+    // A call in flight keeps the drain going; meanwhile /readyz says 503.
+    let channel = calcmesh_runtime::connect(&grpc.parse().unwrap(), &Default::default()).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(Number { value: 1.0 }).await.unwrap();
+    let mut summaries = CalculatorClient::new(channel)
+        .running_summary(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summaries.message().await.unwrap().unwrap().count, 1);
+    server.terminate().await;
+    let started = std::time::Instant::now();
+    while !http_get(&admin, "/readyz").await.0.contains("503") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "/readyz turns 503 while draining"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(tx);
+    while summaries.message().await.unwrap().is_some() {}
+    let (status, _) = server.wait().await;
+    assert!(status.success());
+}

@@ -14,6 +14,7 @@
 //! - [`deadline`]: the caller's deadline, read from `grpc-timeout` and passed downstream.
 //! - [`tls`], [`authz`], [`certs`]: TLS and mutual TLS that reload, caller identity, per-method
 //!   authorization, and a development CA.
+//! - [`metrics`]: go-grpc-prometheus metrics and the admin endpoint (`/metrics`, `/healthz`, `/readyz`).
 //! - [`shutdown`]: the SIGINT/SIGTERM future that starts a graceful drain.
 
 pub mod authz;
@@ -26,6 +27,7 @@ pub mod discovery;
 pub mod etcd;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod retry;
 pub mod server;
 pub mod shutdown;

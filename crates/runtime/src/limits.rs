@@ -72,7 +72,7 @@ where
 
 /// A message announced larger than the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Oversized {
+pub(crate) struct Oversized {
     /// The announced length.
     len: usize,
     /// Where its prefix starts in the chunk being scanned.
@@ -81,7 +81,7 @@ struct Oversized {
 
 /// Tracks gRPC message boundaries in a byte stream: `[flag:1][length:4 big-endian][payload]`.
 #[derive(Debug, Clone, Copy)]
-enum FrameScanner {
+pub(crate) enum FrameScanner {
     /// Reading a message prefix; `filled` of its 5 bytes seen so far.
     Prefix { bytes: [u8; 5], filled: usize },
     /// Skipping `remaining` payload bytes of the current message.
@@ -98,12 +98,13 @@ impl Default for FrameScanner {
 }
 
 impl FrameScanner {
-    /// Advances over `chunk`. For the first message over `limit` it returns its announced length
+    /// Advances over `chunk`, returning how many message prefixes it completed. For the first message over `limit` it returns its announced length
     /// and where its prefix starts in `chunk` (0 when the prefix began in an earlier chunk), so
     /// the messages before it can still be delivered.
-    fn scan(&mut self, chunk: &[u8], limit: usize) -> Result<(), Oversized> {
+    pub(crate) fn scan(&mut self, chunk: &[u8], limit: usize) -> Result<usize, Oversized> {
         let mut pos = 0;
         let mut prefix_start = 0;
+        let mut messages = 0;
         while pos < chunk.len() {
             match self {
                 FrameScanner::Prefix { bytes, filled } => {
@@ -120,6 +121,7 @@ impl FrameScanner {
                         if len > limit {
                             return Err(Oversized { len, prefix_start });
                         }
+                        messages += 1;
                         *self = if len == 0 {
                             FrameScanner::default()
                         } else {
@@ -137,7 +139,7 @@ impl FrameScanner {
                 }
             }
         }
-        Ok(())
+        Ok(messages)
     }
 }
 
@@ -208,8 +210,13 @@ mod tests {
         let stream: Vec<u8> = [message(3), message(0), message(10)].concat();
         for split in 0..stream.len() {
             let mut s = FrameScanner::default();
-            assert_eq!(s.scan(&stream[..split], 10), Ok(()));
-            assert_eq!(s.scan(&stream[split..], 10), Ok(()));
+            let first = s.scan(&stream[..split], 10).unwrap();
+            let second = s.scan(&stream[split..], 10).unwrap();
+            assert_eq!(
+                first + second,
+                3,
+                "every message counted once (split at {split})"
+            );
             assert!(matches!(s, FrameScanner::Prefix { filled: 0, .. }));
         }
     }
@@ -222,7 +229,7 @@ mod tests {
             let mut s = FrameScanner::default();
             let result = s
                 .scan(&stream[..split], 10)
-                .and_then(|()| s.scan(&stream[split..], 10));
+                .and_then(|_| s.scan(&stream[split..], 10));
             let err = result.unwrap_err();
             assert_eq!(err.len, 11, "split at {split}");
             let expected = match split {
@@ -237,11 +244,13 @@ mod tests {
     #[test]
     fn byte_at_a_time() {
         let mut s = FrameScanner::default();
+        let mut messages = 0;
         for b in [message(2), message(1)].concat() {
-            assert_eq!(s.scan(&[b], 2), Ok(()));
+            messages += s.scan(&[b], 2).unwrap();
         }
+        assert_eq!(messages, 2);
         let big = message(3);
-        let result = big.iter().try_for_each(|b| s.scan(&[*b], 2));
+        let result = big.iter().try_for_each(|b| s.scan(&[*b], 2).map(drop));
         assert_eq!(result.unwrap_err().len, 3);
     }
 }

@@ -27,6 +27,7 @@ use tonic::service::RoutesBuilder;
 use crate::authz::{AuthzLayer, Policy};
 use crate::health::HealthState;
 use crate::limits::MessageSizeLimitLayer;
+use crate::metrics::{MetricsLayer, ServerMetrics};
 use crate::tls::{Conn, ServerTls};
 
 /// Server limits and timings. [`Default`] gives production defaults.
@@ -132,6 +133,7 @@ pub struct Server {
     descriptors: Vec<&'static [u8]>,
     health: HealthState,
     stats: Arc<ServerStats>,
+    metrics: std::sync::OnceLock<Arc<ServerMetrics>>,
 }
 
 impl Server {
@@ -143,7 +145,20 @@ impl Server {
             descriptors: Vec::new(),
             health: HealthState::new(),
             stats: Arc::default(),
+            metrics: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The server's metrics (for an admin endpoint, [`crate::metrics::serve_admin`]). Call it
+    /// after adding services and descriptors: they give each method its `grpc_type`.
+    pub fn metrics(&self) -> Arc<ServerMetrics> {
+        self.metrics
+            .get_or_init(|| {
+                let mut descriptors = self.descriptors.clone();
+                descriptors.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
+                Arc::new(ServerMetrics::new(&descriptors))
+            })
+            .clone()
     }
 
     /// Adds a tonic service; its health status starts as SERVING under its full name.
@@ -222,6 +237,7 @@ impl Server {
     ) -> Result<(), ServeError> {
         let addr = listener.local_addr()?;
         self.check_listen(addr)?;
+        let metrics = self.metrics();
         let reflection_v1 = self.reflection().build_v1()?;
         let reflection_v1alpha = self.reflection().build_v1alpha()?;
         let Server {
@@ -260,6 +276,7 @@ impl Server {
         let server = tonic::transport::Server::builder()
             .layer(
                 tower::ServiceBuilder::new()
+                    .layer(MetricsLayer::new(metrics))
                     .layer(MessageSizeLimitLayer::new(config.max_message_size))
                     .layer(endpoint_header)
                     .layer(AuthzLayer::new(config.policy.clone())),
