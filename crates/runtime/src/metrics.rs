@@ -43,6 +43,17 @@ struct HandledLabels {
     grpc_code: &'static str,
 }
 
+/// The metrics of one method, resolved once so that a call costs no label allocation or
+/// family lookup (only its final code is looked up, among 17).
+struct MethodMetrics {
+    labels: MethodLabels,
+    started: Counter,
+    received: Counter,
+    sent: Counter,
+    seconds: Histogram,
+    handled: [std::sync::OnceLock<Counter>; 17],
+}
+
 /// A server's metrics registry.
 pub struct ServerMetrics {
     registry: Registry,
@@ -52,6 +63,7 @@ pub struct ServerMetrics {
     sent: Family<MethodLabels, Counter>,
     seconds: Family<MethodLabels, Histogram>,
     types: HashMap<String, &'static str>,
+    methods: HashMap<String, Arc<MethodMetrics>>,
 }
 
 impl std::fmt::Debug for ServerMetrics {
@@ -143,7 +155,7 @@ impl ServerMetrics {
             "Time from the start of an RPC to its status",
             seconds.clone(),
         );
-        Self {
+        let mut metrics = Self {
             registry,
             started,
             handled,
@@ -151,7 +163,48 @@ impl ServerMetrics {
             sent,
             seconds,
             types,
+            methods: HashMap::new(),
+        };
+        let paths: Vec<String> = metrics.types.keys().cloned().collect();
+        for path in paths {
+            let method = metrics.resolve(&path);
+            metrics.methods.insert(path, method);
         }
+        metrics
+    }
+
+    fn resolve(&self, path: &str) -> Arc<MethodMetrics> {
+        let labels = self.labels(path);
+        Arc::new(MethodMetrics {
+            started: self.started.get_or_create_owned(&labels),
+            received: self.received.get_or_create_owned(&labels),
+            sent: self.sent.get_or_create_owned(&labels),
+            seconds: self.seconds.get_or_create_owned(&labels),
+            handled: Default::default(),
+            labels,
+        })
+    }
+
+    /// The metrics of `path`: precomputed for described methods, made on the spot otherwise.
+    fn method(&self, path: &str) -> Arc<MethodMetrics> {
+        match self.methods.get(path) {
+            Some(m) => m.clone(),
+            None => self.resolve(path),
+        }
+    }
+
+    fn handled(&self, method: &MethodMetrics, code: tonic::Code) -> Counter {
+        let slot = &method.handled[(code as usize).min(16)];
+        slot.get_or_init(|| {
+            let l = &method.labels;
+            self.handled.get_or_create_owned(&HandledLabels {
+                grpc_type: l.grpc_type,
+                grpc_service: l.grpc_service.clone(),
+                grpc_method: l.grpc_method.clone(),
+                grpc_code: go_code_name(code),
+            })
+        })
+        .clone()
     }
 
     /// The Prometheus text exposition of every metric.
@@ -209,7 +262,7 @@ pub struct Metered<S> {
 /// What one call has seen so far; recorded once, when the call ends (or is dropped).
 struct Call {
     metrics: Arc<ServerMetrics>,
-    labels: MethodLabels,
+    method: Arc<MethodMetrics>,
     started: Instant,
     code: Option<tonic::Code>,
     done: bool,
@@ -220,17 +273,9 @@ impl Call {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let l = &self.labels;
-        let handled = HandledLabels {
-            grpc_type: l.grpc_type,
-            grpc_service: l.grpc_service.clone(),
-            grpc_method: l.grpc_method.clone(),
-            grpc_code: go_code_name(code),
-        };
-        self.metrics.handled.get_or_create(&handled).inc();
-        self.metrics
+        self.metrics.handled(&self.method, code).inc();
+        self.method
             .seconds
-            .get_or_create(l)
             .observe(self.started.elapsed().as_secs_f64());
     }
 }
@@ -268,9 +313,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let labels = self.metrics.labels(request.uri().path());
-        self.metrics.started.get_or_create(&labels).inc();
-        let received = self.metrics.received.get_or_create_owned(&labels);
+        let method = self.metrics.method(request.uri().path());
+        method.started.inc();
+        let received = method.received.clone();
         let request = request.map(|body| {
             Body::new(Counted {
                 inner: body,
@@ -281,7 +326,7 @@ where
         });
         let mut call = Call {
             metrics: self.metrics.clone(),
-            labels,
+            method,
             started: Instant::now(),
             code: None,
             done: false,
@@ -294,7 +339,7 @@ where
                 // Trailers-only: the status is already known.
                 call.finish(code);
             }
-            let sent = call.metrics.sent.get_or_create_owned(&call.labels);
+            let sent = call.method.sent.clone();
             Ok(response.map(|body| {
                 Body::new(Counted {
                     inner: body,
