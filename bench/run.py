@@ -215,7 +215,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="length of each throughput run")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md and bench/chart.svg alone")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md, bench/chart.svg and bench/results.json alone")
     args = parser.parse_args()
     prepare()
     body = os.path.join(tempfile.mkdtemp(), "calculate.bin")
@@ -235,9 +235,9 @@ def main():
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report = f"Run {stamp}, `python3 bench/run.py --rounds {args.rounds} --seconds {args.seconds}`, {os.cpu_count()} cores.\n\n" + report
     print(report)
-    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
-        json.dump(dict(results=results, extras=extra, stamp=stamp), f, indent=1)
     if not args.no_write:
+        with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+            json.dump(dict(results=results, extras=extra, stamp=stamp), f, indent=1)
         chart(results, os.path.join(ROOT, "bench", "chart.svg"))
         path = os.path.join(ROOT, "BENCHMARKS.md")
         text = open(path).read()
