@@ -23,8 +23,26 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "calcmesh", version, verbatim_doc_comment)]
 pub(crate) struct Cli {
+    /// How logs (on stderr) look: text for people, json (one object per line) for log shippers.
+    #[arg(
+        long,
+        global = true,
+        env = "CALCMESH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

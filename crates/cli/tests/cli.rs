@@ -468,3 +468,38 @@ async fn admin_endpoint_metrics_parse_and_readyz_fails_while_draining() {
     let (status, _) = server.wait().await;
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let mut server = ServerProcess::start(
+        common::BIN,
+        &[
+            "--log-format",
+            "json",
+            "serve",
+            "calculator",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
+    server.terminate().await;
+    let (status, stderr) = server.wait().await;
+    assert!(status.success());
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "listening" && l["level"] == "INFO"),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("drained"))),
+        "{stderr}"
+    );
+}
