@@ -128,6 +128,8 @@ impl Register {
 
 /// Runs the chosen service until SIGINT/SIGTERM, then drains (deregistering first).
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
+    // Handlers first: a signal from here on drains instead of killing the process.
+    let signal = shutdown::signal();
     let admin;
     let (name, server, listener, register) = match serve {
         Serve::Calculator(CalculatorArgs { server: args, etcd }) => {
@@ -195,7 +197,7 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(%addr, service = name, config = ?server.config(), "listening");
     let shutdown = async {
-        shutdown::signal().await;
+        signal.await;
         // Leave discovery before draining, so clients stop picking this server.
         if let Some(deregister) = deregister {
             deregister.await;
@@ -261,6 +263,8 @@ async fn until_signal(
 
 /// `calcmesh up`: calculators and an evaluator in one process.
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // Handlers first: a signal from here on drains instead of killing the process.
+    let signal = shutdown::signal();
     let config = ServerConfig {
         grace_period: args.grace_period.into(),
         ..ServerConfig::default()
@@ -384,7 +388,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 
     let mut all = servers;
     all.push(evaluator);
-    let outcome = until_signal(shutdown::signal(), &mut all).await;
+    let outcome = until_signal(signal, &mut all).await;
     // Drain the evaluator first (it was pushed last): its calls in flight still need the
     // calculators.
     while let Some(server) = all.pop() {
