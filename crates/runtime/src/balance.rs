@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -96,6 +96,7 @@ pub(crate) struct Endpoint {
     state: AtomicU8,
     watcher: std::sync::OnceLock<AbortHandle>,
     connection_lost: Arc<Notify>,
+    changed: Arc<watch::Sender<()>>,
     last_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -119,6 +120,7 @@ impl Endpoint {
             if state == State::Down {
                 self.connection_lost.notify_one();
             }
+            self.changed.send_replace(());
         }
     }
 
@@ -273,6 +275,7 @@ pub(crate) struct Balancer {
     endpoints: RwLock<Vec<Arc<Endpoint>>>,
     cursor: AtomicUsize,
     connection_lost: Arc<Notify>,
+    changed: Arc<watch::Sender<()>>,
 }
 
 impl fmt::Debug for Balancer {
@@ -298,7 +301,13 @@ impl Balancer {
             endpoints: RwLock::default(),
             cursor: AtomicUsize::new(0),
             connection_lost: Arc::default(),
+            changed: Arc::new(watch::Sender::new(())),
         }
+    }
+
+    /// Marked changed whenever an endpoint is added, removed or changes state.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
     }
 
     /// Notified whenever an endpoint's connection is lost (discovery may look again).
@@ -339,6 +348,7 @@ impl Balancer {
             state: AtomicU8::new(State::Unknown as u8),
             watcher: std::sync::OnceLock::new(),
             connection_lost: self.connection_lost.clone(),
+            changed: self.changed.clone(),
             last_error: std::sync::Mutex::new(None),
         });
         if let Some(service) = &self.health_service {
@@ -347,6 +357,7 @@ impl Balancer {
         }
         tracing::info!(endpoint = authority, "endpoint added");
         endpoints.push(endpoint);
+        self.changed.send_replace(());
     }
 
     /// Removes an endpoint; calls already on it finish.
@@ -356,6 +367,7 @@ impl Balancer {
         endpoints.retain(|e| e.authority != authority);
         if endpoints.len() != before {
             tracing::info!(endpoint = authority, "endpoint removed");
+            self.changed.send_replace(());
         }
     }
 

@@ -386,6 +386,18 @@ impl MeshChannel {
     pub fn endpoints(&self) -> EndpointCounts {
         self.shared.balancer.counts()
     }
+
+    /// Waits until the endpoint counts satisfy `ready` (re-checked on every endpoint change:
+    /// added, removed, health or reachability changed). Bound it with a timeout.
+    pub async fn wait_for_endpoints(&self, mut ready: impl FnMut(EndpointCounts) -> bool) {
+        let mut changes = self.shared.balancer.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if ready(self.endpoints()) || changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// tonic reports its own expired deadline as a `TimeoutExpired` error (which becomes CANCELLED);

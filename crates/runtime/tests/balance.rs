@@ -119,16 +119,17 @@ async fn not_serving_leaves_the_rotation_within_a_second() {
     assert!(instances.iter().all(|i| i.service.calculations() > 0));
 
     instances[0].running.health.set_serving("", false);
-    let flipped = std::time::Instant::now();
-    // Readiness: the client's view of the endpoint, polled, not a fixed sleep.
-    while channel.endpoints().not_serving != 1 {
-        assert!(
-            flipped.elapsed() < Duration::from_secs(1),
-            "NOT_SERVING seen within 1 s: {:?}",
-            channel.endpoints()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Readiness: the client's endpoint-change signal, bounded by the 1 s the issue allows.
+    let seen = tokio::time::timeout(
+        Duration::from_secs(1),
+        channel.wait_for_endpoints(|c| c.not_serving == 1),
+    )
+    .await;
+    assert!(
+        seen.is_ok(),
+        "NOT_SERVING seen within 1 s: {:?}",
+        channel.endpoints()
+    );
     let before = instances[0].service.calculations();
     load(&channel, 300, 4).await;
     assert_eq!(
@@ -138,14 +139,12 @@ async fn not_serving_leaves_the_rotation_within_a_second() {
     );
 
     instances[0].running.health.set_serving("", true);
-    while channel.endpoints().eligible != 3 {
-        assert!(
-            flipped.elapsed() < Duration::from_secs(5),
-            "SERVING again: {:?}",
-            channel.endpoints()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let back = tokio::time::timeout(
+        Duration::from_secs(5),
+        channel.wait_for_endpoints(|c| c.eligible == 3),
+    )
+    .await;
+    assert!(back.is_ok(), "SERVING again: {:?}", channel.endpoints());
     load(&channel, 30, 1).await;
     assert!(
         instances[0].service.calculations() > before,

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::Request;
@@ -136,15 +136,18 @@ async fn calls(channel: &MeshChannel, n: usize) {
     }
 }
 
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{what} within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits, on the channel's endpoint-change signal, until it knows exactly `n` endpoints.
+async fn wait_for_total(channel: &MeshChannel, n: usize, what: &str) {
+    let done = tokio::time::timeout(
+        Duration::from_secs(10),
+        channel.wait_for_endpoints(|c| c.total == n),
+    )
+    .await;
+    assert!(
+        done.is_ok(),
+        "{what} within 10 s: {:?}",
+        channel.endpoints()
+    );
 }
 
 #[tokio::test]
@@ -159,19 +162,18 @@ async fn every_record_is_used_and_a_removed_one_is_drained() {
     };
     // dnsmasq may take a moment to answer: the channel waits for discovery's first answer.
     let channel = calcmesh_runtime::connect(&dns.target(port), &config).unwrap();
-    wait_for("three endpoints resolved", || {
-        channel.endpoints().total == 3
-    })
-    .await;
+    wait_for_total(&channel, 3, "three endpoints resolved").await;
     calls(&channel, 30).await;
     for (running, service) in &calculators {
         assert_eq!(service.calculations(), 10, "{} got a third", running.addr);
     }
 
     dns.serve(&ips[..2]);
-    wait_for("the removed record drained after re-resolution", || {
-        channel.endpoints().total == 2
-    })
+    wait_for_total(
+        &channel,
+        2,
+        "the removed record drained after re-resolution",
+    )
     .await;
     let before = calculators[2].1.calculations();
     calls(&channel, 30).await;
