@@ -9,6 +9,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use calcmesh_testkit::http_get;
 use common::{ServerProcess, calcmesh};
 
 #[tokio::test]
@@ -382,18 +383,6 @@ async fn bench_reports_sane_numbers() {
         (100..=300).contains(&requests),
         "{requests} calls in 1 s at 200/s: {report}"
     );
-}
-
-/// `GET path` over HTTP/1.1: (status line, body).
-async fn http_get(addr: &str, path: &str) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
 #[tokio::test]

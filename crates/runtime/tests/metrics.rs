@@ -6,19 +6,7 @@ use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::calculator::{FactorizeRequest, Number, Request};
 use calcmesh_runtime::{Server, ServerConfig};
-use calcmesh_testkit::Running;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// `GET path` on the admin endpoint: (status line, body).
-async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
-}
+use calcmesh_testkit::{Running, http_get};
 
 /// The sum of the samples of `name` whose labels include every pair in `labels`.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -48,7 +36,7 @@ async fn a_known_mix_of_calls_shows_exactly() {
     let (metrics, health) = (server.metrics(), server.health());
     let running = Running::start(server);
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = admin.local_addr().unwrap();
+    let admin_addr = admin.local_addr().unwrap().to_string();
     tokio::spawn(calcmesh_runtime::metrics::serve_admin(
         admin,
         metrics,
@@ -89,7 +77,7 @@ async fn a_known_mix_of_calls_shows_exactly() {
         .into_inner();
     while factors.message().await.unwrap().is_some() {}
 
-    let (status, text) = get(admin_addr, "/metrics").await;
+    let (status, text) = http_get(&admin_addr, "/metrics").await;
     assert!(status.contains("200"), "{status}");
     let calculate = [
         ("grpc_service", "calculator.Calculator"),
@@ -150,11 +138,11 @@ async fn a_known_mix_of_calls_shows_exactly() {
         1.0
     );
 
-    assert!(get(admin_addr, "/healthz").await.0.contains("200"));
-    assert!(get(admin_addr, "/readyz").await.0.contains("200"));
+    assert!(http_get(&admin_addr, "/healthz").await.0.contains("200"));
+    assert!(http_get(&admin_addr, "/readyz").await.0.contains("200"));
     health.drain();
     assert!(
-        get(admin_addr, "/readyz").await.0.contains("503"),
+        http_get(&admin_addr, "/readyz").await.0.contains("503"),
         "not ready while draining"
     );
     tokio::time::timeout(Duration::from_secs(10), running.stop())
