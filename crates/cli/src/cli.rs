@@ -316,6 +316,10 @@ pub(crate) struct UpArgs {
     /// Run the evaluator → calculator hop in plaintext instead of mutual TLS.
     #[arg(long, env = "CALCMESH_NO_TLS")]
     pub(crate) no_tls: bool,
+    /// Port of the evaluator's admin endpoint on 127.0.0.1 (/metrics, /healthz, /readyz); the
+    /// calculators' take the ports after it. 0 gives each a free port.
+    #[arg(long, env = "CALCMESH_ADMIN_PORT", default_value_t = 50090)]
+    pub(crate) admin_port: u16,
     /// Time in-flight calls get to finish after SIGTERM/SIGINT, per tier.
     #[arg(long, env = "CALCMESH_GRACE_PERIOD", default_value_t = ServerConfig::default().grace_period.into())]
     pub(crate) grace_period: humantime::Duration,

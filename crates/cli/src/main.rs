@@ -18,6 +18,7 @@ mod cli;
 mod client;
 mod serve;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,8 +29,10 @@ use crate::cli::{Cli, Command, LogFormat};
 fn init_logging(default: &str, format: LogFormat) {
     let filter =
         EnvFilter::try_from_env("CALCMESH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only for a person at a terminal, never in a file or a log shipper's pipe.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

@@ -4,15 +4,18 @@ use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use calcmesh_calculator::CalculatorService;
 use calcmesh_evaluator::{EvaluatorConfig, EvaluatorService};
+use calcmesh_runtime::admin::Admin;
+use calcmesh_runtime::metrics::ClientMetrics;
 use calcmesh_runtime::{
     ClientConfig, MeshChannel, Server, ServerConfig, Target, bind, connect, shutdown,
 };
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::cli::{BalancingArgs, CalculatorArgs, EvaluatorArgs, Serve, ServerArgs, UpArgs};
@@ -44,12 +47,53 @@ fn evaluator_server(
         .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET)
 }
 
-/// The evaluator's client of the calculators: health checked on `calculator.Calculator`.
+/// The evaluator's client of the calculators: health checked on `calculator.Calculator`, with
+/// client metrics for the admin endpoint.
 fn evaluator_client(balancing: &BalancingArgs) -> anyhow::Result<ClientConfig> {
     Ok(ClientConfig {
         health_service: Some("calculator.Calculator".to_owned()),
+        metrics: Some(Arc::new(ClientMetrics::new(&[
+            calcmesh_proto::FILE_DESCRIPTOR_SET,
+        ]))),
         ..balancing.config()?
     })
+}
+
+/// An admin endpoint serving in a task until [`AdminTask::stop`]: it outlives the drain, so
+/// `/readyz` can say 503 while the servers drain.
+struct AdminTask {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl AdminTask {
+    /// Binds the admin endpoint of `name` on `addr`.
+    async fn bind(addr: SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (admin endpoint of the {name})"))
+    }
+
+    /// Announces `{announce} on ADDR` and serves `admin` on `listener`.
+    fn spawn(listener: TcpListener, admin: Admin, announce: &str) -> anyhow::Result<Self> {
+        let addr = listener.local_addr()?;
+        say(&format!("{announce} on {addr}"))?;
+        tracing::info!(%addr, "{announce}: /metrics /healthz /readyz");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        Ok(Self {
+            stop,
+            task: tokio::spawn(admin.serve(listener, stopped)),
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("admin endpoint panicked")??;
+        Ok(())
+    }
 }
 
 fn listen(addr: SocketAddr, config: &ServerConfig) -> anyhow::Result<TcpListener> {
@@ -130,72 +174,53 @@ impl Register {
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
     // Handlers first: a signal from here on drains instead of killing the process.
     let signal = shutdown::signal();
-    let admin;
-    let (name, server, listener, register) = match serve {
+    let (name, server, listener, register, admin) = match serve {
         Serve::Calculator(CalculatorArgs { server: args, etcd }) => {
-            admin = args.admin;
             let config = args.config()?;
             let listener = listen(args.listen, &config)?;
             let register = Register::from_args(&args, &etcd)?;
-            (
-                "calculator.Calculator",
-                calculator_server(&config),
-                listener,
-                register,
-            )
+            let server = calculator_server(&config);
+            let admin = args.admin.map(|addr| (addr, Admin::new().server(&server)));
+            ("calculator", server, listener, register, admin)
         }
         Serve::Evaluator(EvaluatorArgs {
-            server,
+            server: args,
             calculator,
             balancing,
             limits,
         }) => {
-            admin = server.admin;
-            let config = server.config()?;
+            let config = args.config()?;
             let channel = connect(&calculator, &evaluator_client(&balancing)?)?;
-            tracing::info!(%calculator, "evaluator computes on these calculators");
-            let listener = listen(server.listen, &config)?;
-            let evaluator = evaluator_server(&config, channel, limits.config());
-            (
-                "calcmesh.evaluator.v1.Evaluator",
-                evaluator,
-                listener,
-                Register::from_args(&server, &balancing.etcd)?,
-            )
+            tracing::info!(%calculator, lb = %balancing.lb, "evaluator computes on these calculators");
+            let listener = listen(args.listen, &config)?;
+            let server = evaluator_server(&config, channel.clone(), limits.config());
+            let admin = args
+                .admin
+                .map(|addr| (addr, Admin::new().server(&server).client(&channel)));
+            let register = Register::from_args(&args, &balancing.etcd)?;
+            ("evaluator", server, listener, register, admin)
         }
     };
     let addr = listener.local_addr()?;
     server.check_listen(addr)?;
     let deregister = register.map(|r| r.start(addr)).transpose()?;
     let admin = match admin {
-        Some(admin) => Some(
-            tokio::net::TcpListener::bind(admin)
-                .await
-                .with_context(|| format!("cannot listen on {admin} (--admin)"))?,
-        ),
+        Some((admin_addr, admin)) => Some((AdminTask::bind(admin_addr, name).await?, admin)),
         None => None,
     };
     say(&format!("listening on {addr}"))?;
-    // The admin endpoint outlives the drain, so /readyz can say 503 while it runs.
-    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = match admin {
-        Some(listener) => {
-            let admin_addr = listener.local_addr()?;
-            say(&format!("admin on {admin_addr}"))?;
-            tracing::info!(%admin_addr, "admin endpoint: /metrics /healthz /readyz");
-            let stopped = async {
-                let _ = admin_stopped.await;
-            };
-            Some(tokio::spawn(calcmesh_runtime::metrics::serve_admin(
-                listener,
-                server.metrics(),
-                server.health(),
-                stopped,
-            )))
-        }
-        None => None,
-    };
-    tracing::info!(%addr, service = name, config = ?server.config(), "listening");
+    let admin = admin
+        .map(|(listener, admin)| AdminTask::spawn(listener, admin, "admin"))
+        .transpose()?;
+    let config = server.config();
+    tracing::info!(
+        %addr,
+        service = name,
+        tls = tls_mode(config),
+        policy = config.policy.as_ref().map(|p| format!("{p:?}")),
+        ?config,
+        "listening"
+    );
     let shutdown = async {
         signal.await;
         // Leave discovery before draining, so clients stop picking this server.
@@ -204,12 +229,20 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
         }
     };
     let served = server.serve(listener, shutdown).await;
-    let _ = admin_stop.send(());
-    if let Some(task) = admin_task {
-        task.await.context("admin endpoint panicked")??;
+    if let Some(admin) = admin {
+        admin.stop().await?;
     }
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The security of a server's listener, for its startup log line.
+fn tls_mode(config: &ServerConfig) -> &'static str {
+    match &config.tls {
+        None => "plaintext",
+        Some(tls) if tls.mutual() => "mutual TLS",
+        Some(_) => "TLS",
+    }
 }
 
 /// A server running in a task, stopped by flipping its watch to `true`.
@@ -316,23 +349,31 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         )?;
         Some((server, client))
     };
+    let admin_addr = |i: u16| -> anyhow::Result<SocketAddr> {
+        Ok(SocketAddr::from((
+            [127, 0, 0, 1],
+            nth_port(args.admin_port, i)?,
+        )))
+    };
     let mut plain_addrs = Vec::new();
     let mut evaluator_targets = Vec::new();
     let mut servers = Vec::new();
+    let mut admins = Vec::new();
     for i in 0..args.calculators {
-        // One service, so one set of counters, behind both listeners.
+        let name = format!("calculator {}", i + 1);
+        // One service, so one set of counters and metrics, behind both listeners.
         let service = CalculatorService::new();
         let listener = listen(
             SocketAddr::from(([127, 0, 0, 1], nth_port(args.calculator_port, i)?)),
             &config,
         )?;
         let addr = listener.local_addr()?;
-        say(&format!("calculator {} listening on {addr}", i + 1))?;
+        say(&format!("{name} listening on {addr}"))?;
         plain_addrs.push(addr);
-        servers.push(Running::spawn(
-            calculator_server_with(&config, service.clone()),
-            listener,
-        ));
+        let plain = calculator_server_with(&config, service.clone());
+        let mut admin = Admin::new().server(&plain);
+        let metrics = plain.metrics();
+        servers.push(Running::spawn(plain, listener));
         match &mtls {
             Some((tls_config, _)) => {
                 let listener = listen(
@@ -340,15 +381,16 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                     tls_config,
                 )?;
                 let tls_addr = listener.local_addr()?;
-                say(&format!("calculator {} mutual TLS on {tls_addr}", i + 1))?;
+                say(&format!("{name} mutual TLS on {tls_addr}"))?;
                 evaluator_targets.push(tls_addr);
-                servers.push(Running::spawn(
-                    calculator_server_with(tls_config, service),
-                    listener,
-                ));
+                let tls = calculator_server_with(tls_config, service).with_metrics(metrics);
+                admin = admin.server(&tls);
+                servers.push(Running::spawn(tls, listener));
             }
             None => evaluator_targets.push(addr),
         }
+        let listener = AdminTask::bind(admin_addr(i + 1)?, &name).await?;
+        admins.push(AdminTask::spawn(listener, admin, &format!("{name} admin"))?);
     }
     let target = Target::Static(evaluator_targets);
     let listener = listen(args.evaluator_listen, &config)?;
@@ -363,13 +405,15 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         "plaintext"
     };
     let channel = connect(&target, &client)?;
-    let evaluator = Running::spawn(
-        evaluator_server(&config, channel, args.limits.config()),
-        listener,
-    );
+    let evaluator = evaluator_server(&config, channel.clone(), args.limits.config());
+    let admin = Admin::new().server(&evaluator).client(&channel);
+    let evaluator = Running::spawn(evaluator, listener);
     say(&format!(
         "evaluator listening on {evaluator_addr} (computing on {target}, {security})"
     ))?;
+    let listener = AdminTask::bind(admin_addr(0)?, "evaluator").await?;
+    let evaluator_admin = listener.local_addr()?;
+    admins.push(AdminTask::spawn(listener, admin, "evaluator admin")?);
     tracing::info!(calculators = %target, evaluator = %evaluator_addr, security, "mesh is up");
 
     let eval_target = if evaluator_addr.port() == 50050 {
@@ -383,7 +427,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         format!(" --target {}", plain_addrs[0])
     };
     say(&format!(
-        "try:\n  calcmesh eval{eval_target} --steps \"(2 + 3) * (7 - 1) ^ 2\"\n  calcmesh calc{calc_target} 10 / 4\n  calcmesh factorize{calc_target} 600851475143\nstop with Ctrl-C"
+        "try:\n  calcmesh eval{eval_target} --steps \"(2 + 3) * (7 - 1) ^ 2\"\n  calcmesh calc{calc_target} 10 / 4\n  calcmesh factorize{calc_target} 600851475143\n  curl -s http://{evaluator_admin}/metrics\nstop with Ctrl-C"
     ))?;
 
     let mut all = servers;
@@ -393,6 +437,9 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // calculators.
     while let Some(server) = all.pop() {
         server.stop().await?;
+    }
+    for admin in admins {
+        admin.stop().await?;
     }
     outcome?;
     tracing::info!("mesh stopped");

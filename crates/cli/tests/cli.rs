@@ -4,6 +4,8 @@ mod common;
 
 use calcmesh_proto::calculator::Number;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+use calcmesh_proto::evaluator::EvaluateRequest;
+use calcmesh_proto::evaluator::evaluator_client::EvaluatorClient;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -491,4 +493,129 @@ async fn json_logs_are_one_object_per_line() {
             .is_some_and(|m| m.starts_with("drained"))),
         "{stderr}"
     );
+}
+
+/// Every JSON log line of a finished server process.
+async fn json_lines(server: ServerProcess) -> Vec<serde_json::Value> {
+    let (status, stderr) = server.wait().await;
+    assert!(status.success(), "{stderr}");
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The trace ids of the `calcmesh::rpc` spans in `lines` that served `method`.
+fn trace_ids(lines: &[serde_json::Value], method: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l["spans"].as_array())
+        .flatten()
+        .filter(|s| s["name"] == "rpc" && s["method"] == method)
+        .filter_map(|s| s["trace_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_trace_id_across_the_evaluator_and_every_calculator() {
+    let rpc_logs = [
+        ("CALCMESH_LOG", "info,calcmesh::rpc=debug"),
+        ("CALCMESH_LOG_FORMAT", "json"),
+    ];
+    let calculator = async || {
+        ServerProcess::start_with_env(
+            common::BIN,
+            &["serve", "calculator", "--listen", "127.0.0.1:0"],
+            &rpc_logs,
+        )
+        .await
+    };
+    let (mut a, mut b) = (calculator().await, calculator().await);
+    let target = format!("ipv4:{},{}", a.addr, b.addr);
+    let mut evaluator = ServerProcess::launch(
+        common::BIN,
+        &[
+            "serve",
+            "evaluator",
+            "--listen",
+            "127.0.0.1:0",
+            "--calculator",
+            &target,
+            "--lb",
+            "round_robin",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        "admin on ",
+        &rpc_logs,
+    )
+    .await;
+    let admin = evaluator.addr.clone();
+    evaluator.addr = evaluator.lines[0]
+        .strip_prefix("listening on ")
+        .expect("`listening on` comes first")
+        .to_owned();
+
+    let channel = evaluator.channel();
+    let mut client = EvaluatorClient::new(channel);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = tonic::Request::new(EvaluateRequest {
+        expression: "(1 + 2) * (3 + 4) - 5".into(),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap(),
+    );
+    let evaluation = client.evaluate(request).await.unwrap().into_inner();
+    assert_eq!(evaluation.value, 16.0);
+    // A second evaluation without trace context starts a trace of its own.
+    client
+        .evaluate(EvaluateRequest {
+            expression: "2 * 2".into(),
+        })
+        .await
+        .unwrap();
+
+    // The evaluator's exposition, client metrics and endpoint metrics included, parses with a
+    // real OpenMetrics parser.
+    let (_, text) = http_get(&admin, "/metrics").await;
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nprint(' '.join(sorted({f.name for f in parse(sys.stdin.read())})))";
+    let python = common::root().join(".venv/bin/python");
+    let out = common::run(&python, &["-c", script], &text).await;
+    assert_eq!(out.code, Some(0), "{}\n{text}", out.stderr);
+    for name in [
+        "grpc_client_handled",
+        "grpc_server_handled",
+        "calcmesh_client_endpoints",
+        "calcmesh_client_endpoint_ejections",
+        "calcmesh_client_discovery_last_update_timestamp_seconds",
+    ] {
+        assert!(out.stdout.split_whitespace().any(|n| n == name), "{name}");
+    }
+
+    for server in [&mut evaluator, &mut a, &mut b] {
+        server.terminate().await;
+    }
+    let evaluator = json_lines(evaluator).await;
+    let evaluations = trace_ids(&evaluator, "/calcmesh.evaluator.v1.Evaluator/Evaluate");
+    assert!(evaluations.iter().any(|t| t == trace), "{evaluations:?}");
+    let other = evaluations
+        .iter()
+        .find(|t| *t != trace)
+        .expect("the second evaluation has its own trace id")
+        .clone();
+    let mut seen = Vec::new();
+    for calculator in [a, b] {
+        let ids = trace_ids(
+            &json_lines(calculator).await,
+            "/calculator.Calculator/Calculate",
+        );
+        // Round robin over two: each computed part of the first evaluation.
+        assert!(ids.iter().any(|t| t == trace), "{ids:?}");
+        seen.extend(ids);
+    }
+    // 4 steps under the caller's trace, 1 under the second evaluation's, and nothing else.
+    assert_eq!(seen.iter().filter(|t| *t == trace).count(), 4, "{seen:?}");
+    assert_eq!(seen.iter().filter(|t| **t == other).count(), 1, "{seen:?}");
+    assert_eq!(seen.len(), 5, "{seen:?}");
 }

@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -94,6 +94,8 @@ pub(crate) struct Endpoint {
     pub(crate) channel: Channel,
     outstanding: AtomicUsize,
     state: AtomicU8,
+    /// Times it went out of rotation (eligible → not serving or down).
+    ejections: AtomicU64,
     watcher: std::sync::OnceLock<AbortHandle>,
     connection_lost: Arc<Notify>,
     changed: Arc<watch::Sender<()>>,
@@ -116,6 +118,9 @@ impl Endpoint {
     pub(crate) fn set_state(&self, state: State) {
         let old = State::from_u8(self.state.swap(state as u8, Ordering::Relaxed));
         if old != state {
+            if old.eligible() && !state.eligible() {
+                self.ejections.fetch_add(1, Ordering::Relaxed);
+            }
             tracing::info!(endpoint = %self.authority, from = ?old, to = ?state, "endpoint state changed");
             if state == State::Down {
                 self.connection_lost.notify_one();
@@ -146,6 +151,11 @@ impl Endpoint {
 
     pub(crate) fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Times this endpoint went out of rotation.
+    pub(crate) fn ejections(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
     }
 }
 
@@ -346,6 +356,7 @@ impl Balancer {
             channel,
             outstanding: AtomicUsize::new(0),
             state: AtomicU8::new(State::Unknown as u8),
+            ejections: AtomicU64::new(0),
             watcher: std::sync::OnceLock::new(),
             connection_lost: self.connection_lost.clone(),
             changed: self.changed.clone(),
@@ -414,6 +425,11 @@ impl Balancer {
             }
         };
         Some(chosen.clone())
+    }
+
+    /// Every endpoint, for metrics.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<Endpoint>> {
+        self.read().clone()
     }
 
     /// Why some unreachable endpoint is down, as `host:port: cause`.

@@ -11,9 +11,10 @@ use std::future::Future;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::{FutureExt, StreamExt};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -26,6 +27,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 
 use crate::balance::{Balancer, EndpointCounts, Outstanding, Policy};
 use crate::discovery::{Change, Discover, Dns, StaticList};
+use crate::metrics::ClientMetrics;
 use crate::retry::{ReplayBody, never_reached_server};
 
 /// The target forms accepted, for error messages and `--help`.
@@ -230,6 +232,8 @@ pub struct ClientConfig {
     pub tls: Option<crate::tls::ClientTls>,
     /// TLS to etcd, for `etcd://` targets; `None`: plaintext.
     pub etcd_tls: Option<crate::tls::ClientTls>,
+    /// Where to record `grpc_client_*` and this channel's endpoint metrics; `None`: nowhere.
+    pub metrics: Option<Arc<ClientMetrics>>,
 }
 
 impl Default for ClientConfig {
@@ -245,6 +249,7 @@ impl Default for ClientConfig {
             dns_interval: Duration::from_secs(30),
             tls: None,
             etcd_tls: None,
+            metrics: None,
         }
     }
 }
@@ -321,12 +326,15 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
     let connection_lost = balancer.connection_lost();
     let mut changes = discover.changes(connection_lost);
     let driver = balancer.clone();
+    let discovery = Arc::new(DiscoveryStats::default());
+    let stats = discovery.clone();
     let apply = move |change: Change| {
         match change {
             Change::Insert(a) => driver.insert(&a),
             Change::Remove(a) => driver.remove(&a),
             Change::Reset(all) => driver.reset(&all),
         }
+        stats.updated();
         let _ = resolved_tx.send(true);
     };
     // Static targets are known now: apply them before the first call can look.
@@ -347,29 +355,59 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
             }
         }
     });
-    Ok(MeshChannel {
-        shared: Arc::new(Shared {
-            target: target.to_string(),
-            balancer,
-            resolved,
-            budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
-            max_attempts: config.max_attempts.max(1),
-            idempotent: config.idempotent.clone(),
-            _stop: stop,
-        }),
-    })
+    let shared = Arc::new(Shared {
+        target: target.to_string(),
+        balancer,
+        resolved,
+        budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+        max_attempts: config.max_attempts.max(1),
+        idempotent: config.idempotent.clone(),
+        metrics: config.metrics.clone(),
+        retries: AtomicU64::new(0),
+        discovery,
+        _stop: stop,
+    });
+    if let Some(metrics) = &config.metrics {
+        let mut channels = metrics.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.retain(|c| c.strong_count() > 0);
+        channels.push(Arc::downgrade(&shared));
+    }
+    Ok(MeshChannel { shared })
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What discovery has delivered: how often, and when last.
+#[derive(Debug, Default)]
+struct DiscoveryStats {
+    updates: AtomicU64,
+    /// Milliseconds since the Unix epoch.
+    last_update_ms: AtomicU64,
+}
+
+impl DiscoveryStats {
+    fn updated(&self) {
+        self.updates.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_update_ms
+            .store(now.as_millis() as u64, Ordering::Relaxed);
+    }
+}
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     target: String,
     balancer: Arc<Balancer>,
     resolved: watch::Receiver<bool>,
     budget: TpsBudget,
     max_attempts: usize,
     idempotent: Vec<String>,
+    metrics: Option<Arc<ClientMetrics>>,
+    /// Attempts sent again on another endpoint.
+    retries: AtomicU64,
+    discovery: Arc<DiscoveryStats>,
     /// Dropped with the last clone of the channel: stops discovery.
     _stop: oneshot::Sender<()>,
 }
@@ -385,6 +423,16 @@ impl MeshChannel {
     /// Endpoint counts by state, e.g. for readiness.
     pub fn endpoints(&self) -> EndpointCounts {
         self.shared.balancer.counts()
+    }
+
+    /// The target this channel calls, as given.
+    pub fn target(&self) -> &str {
+        &self.shared.target
+    }
+
+    /// The metrics this channel records into, if its config gave some.
+    pub fn metrics(&self) -> Option<Arc<ClientMetrics>> {
+        self.shared.metrics.clone()
     }
 
     /// Waits until the endpoint counts satisfy `ready` (re-checked on every endpoint change:
@@ -540,6 +588,7 @@ impl Shared {
                             "{endpoint}: {cause}"
                         ))));
                     }
+                    self.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(target = %self.target, attempt = tried.len(), %err, "retrying on another endpoint");
                 }
             }
@@ -556,8 +605,129 @@ impl tower_service::Service<http::Request<Body>> for MeshChannel {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        Box::pin(self.shared.clone().call(request))
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        crate::trace::inject(request.headers_mut());
+        let shared = self.shared.clone();
+        match shared.metrics.clone() {
+            Some(metrics) => Box::pin(metrics.observe(request, |r| shared.call(r))),
+            None => Box::pin(shared.call(request)),
+        }
+    }
+}
+
+/// Reports every live channel of a [`ClientMetrics`] at scrape time: nothing on the call path.
+#[derive(Debug)]
+pub(crate) struct ChannelsCollector(Arc<Mutex<Vec<Weak<Shared>>>>);
+
+impl ChannelsCollector {
+    pub(crate) fn new(channels: &Arc<Mutex<Vec<Weak<Shared>>>>) -> Self {
+        Self(channels.clone())
+    }
+}
+
+impl prometheus_client::collector::Collector for ChannelsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType::{Counter, Gauge};
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+
+        let channels: Vec<Arc<Shared>> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let endpoints: Vec<(&Shared, Vec<Arc<crate::balance::Endpoint>>)> = channels
+            .iter()
+            .map(|c| (c.as_ref(), c.balancer.snapshot()))
+            .collect();
+
+        let mut family = encoder.encode_descriptor(
+            "calcmesh_client_endpoints",
+            "Endpoints of the target by state: eligible (takes calls), not_serving, down",
+            None,
+            Gauge,
+        )?;
+        for channel in &channels {
+            let counts = channel.balancer.counts();
+            for (state, n) in [
+                ("eligible", counts.eligible),
+                ("not_serving", counts.not_serving),
+                ("down", counts.down),
+            ] {
+                let labels = [("target", channel.target.as_str()), ("state", state)];
+                ConstGauge::new(n as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "calcmesh_client_endpoint_outstanding",
+            "Calls in progress on the endpoint",
+            None,
+            Gauge,
+        )?;
+        for (channel, list) in &endpoints {
+            for e in list {
+                let labels = [
+                    ("target", channel.target.as_str()),
+                    ("endpoint", e.authority.as_str()),
+                ];
+                ConstGauge::new(e.outstanding() as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "calcmesh_client_endpoint_ejections",
+            "Times the endpoint went out of rotation (not serving or unreachable)",
+            None,
+            Counter,
+        )?;
+        for (channel, list) in &endpoints {
+            for e in list {
+                let labels = [
+                    ("target", channel.target.as_str()),
+                    ("endpoint", e.authority.as_str()),
+                ];
+                ConstCounter::new(e.ejections()).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "calcmesh_client_retries",
+            "Attempts sent again on another endpoint",
+            None,
+            Counter,
+        )?;
+        for channel in &channels {
+            let labels = [("target", channel.target.as_str())];
+            ConstCounter::new(channel.retries.load(Ordering::Relaxed))
+                .encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "calcmesh_client_discovery_updates",
+            "Endpoint changes delivered by discovery",
+            None,
+            Counter,
+        )?;
+        for channel in &channels {
+            let labels = [("target", channel.target.as_str())];
+            ConstCounter::new(channel.discovery.updates.load(Ordering::Relaxed))
+                .encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "calcmesh_client_discovery_last_update_timestamp_seconds",
+            "When discovery last delivered a change (Unix time; 0: never)",
+            None,
+            Gauge,
+        )?;
+        for channel in &channels {
+            let labels = [("target", channel.target.as_str())];
+            let ms = channel.discovery.last_update_ms.load(Ordering::Relaxed);
+            ConstGauge::new(ms as f64 / 1000.0).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 

@@ -14,9 +14,12 @@
 //! - [`deadline`]: the caller's deadline, read from `grpc-timeout` and passed downstream.
 //! - [`tls`], [`authz`], [`certs`]: TLS and mutual TLS that reload, caller identity, per-method
 //!   authorization, and a development CA.
-//! - [`metrics`]: go-grpc-prometheus metrics and the admin endpoint (`/metrics`, `/healthz`, `/readyz`).
+//! - [`metrics`]: go-grpc-prometheus metrics of servers and clients, and each server call's span.
+//! - [`trace`]: W3C `traceparent` read from every call and sent on every downstream call.
+//! - [`admin`]: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
 //! - [`shutdown`]: the SIGINT/SIGTERM future that starts a graceful drain.
 
+pub mod admin;
 pub mod authz;
 pub mod balance;
 pub mod certs;
@@ -32,6 +35,7 @@ pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod tls;
+pub mod trace;
 
 pub use balance::{EndpointCounts, Policy};
 pub use client::{ClientConfig, ClientError, MeshChannel, Target, connect};

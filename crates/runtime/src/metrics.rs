@@ -1,17 +1,24 @@
-//! Prometheus metrics with the names go-grpc-prometheus made standard, and the admin HTTP
-//! endpoint that serves them.
+//! Prometheus metrics with the names go-grpc-prometheus made standard, on both sides of a call,
+//! and the per-RPC span and trace context of every server call.
 //!
 //! Per RPC, labelled `grpc_service`, `grpc_method`, `grpc_type` (`unary`, `client_stream`,
-//! `server_stream`, `bidi_stream`): `grpc_server_started_total`, `grpc_server_handled_total` (plus
-//! `grpc_code`, spelled `OK`, `InvalidArgument`, `OutOfRange`, … as grpc-go spells codes),
-//! `grpc_server_msg_received_total`, `grpc_server_msg_sent_total` and the
-//! `grpc_server_handling_seconds` histogram. Messages are counted from the gRPC length prefixes
-//! on the wire; the code is read from the response's `grpc-status` (headers or trailers).
+//! `server_stream`, `bidi_stream`): `grpc_{server,client}_started_total`,
+//! `grpc_{server,client}_handled_total` (plus `grpc_code`, spelled `OK`, `InvalidArgument`,
+//! `OutOfRange`, … as grpc-go spells codes), `grpc_{server,client}_msg_received_total`,
+//! `grpc_{server,client}_msg_sent_total` and the `grpc_{server,client}_handling_seconds`
+//! histogram. Messages are counted from the gRPC length prefixes on the wire; the code is read
+//! from the response's `grpc-status` (headers or trailers).
+//!
+//! [`ServerMetrics`] is recorded by [`MetricsLayer`] inside every [`Server`](crate::Server);
+//! [`ClientMetrics`] by a [`MeshChannel`](crate::MeshChannel) given one in its
+//! [`ClientConfig`](crate::ClientConfig), which also reports each channel's endpoints
+//! (`calcmesh_client_*`, see [`crate::client`]). [`crate::admin`] serves them.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -25,8 +32,11 @@ use prometheus_client::registry::Registry;
 use prost::Message;
 use tonic::Status;
 use tonic::body::Body;
+use tracing::Instrument;
 
 use crate::limits::FrameScanner;
+use crate::tls::PeerInfo;
+use crate::trace::TraceContext;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
@@ -51,26 +61,22 @@ struct MethodMetrics {
     received: Counter,
     sent: Counter,
     seconds: Histogram,
+    handled_family: Family<HandledLabels, Counter>,
     handled: [std::sync::OnceLock<Counter>; 17],
+    in_flight: Arc<AtomicI64>,
 }
 
-/// A server's metrics registry.
-pub struct ServerMetrics {
-    registry: Registry,
-    started: Family<MethodLabels, Counter>,
-    handled: Family<HandledLabels, Counter>,
-    received: Family<MethodLabels, Counter>,
-    sent: Family<MethodLabels, Counter>,
-    seconds: Family<MethodLabels, Histogram>,
-    types: HashMap<String, &'static str>,
-    methods: HashMap<String, Arc<MethodMetrics>>,
-}
-
-impl std::fmt::Debug for ServerMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerMetrics")
-            .field("methods", &self.types.len())
-            .finish_non_exhaustive()
+impl MethodMetrics {
+    fn handled(&self, code: tonic::Code) -> &Counter {
+        self.handled[(code as usize).min(16)].get_or_init(|| {
+            let l = &self.labels;
+            self.handled_family.get_or_create_owned(&HandledLabels {
+                grpc_type: l.grpc_type,
+                grpc_service: l.grpc_service.clone(),
+                grpc_method: l.grpc_method.clone(),
+                grpc_code: go_code_name(code),
+            })
+        })
     }
 }
 
@@ -98,30 +104,46 @@ pub fn go_code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-impl ServerMetrics {
-    /// A registry for a server whose methods are described by `descriptors` (encoded
-    /// `FileDescriptorSet`s), which give each method its `grpc_type`.
-    pub fn new(descriptors: &[&[u8]]) -> Self {
-        let mut types = HashMap::new();
-        for fds in descriptors {
-            let Ok(set) = prost_types::FileDescriptorSet::decode(*fds) else {
-                continue;
-            };
-            for file in set.file {
-                for service in &file.service {
-                    let name = format!("{}.{}", file.package(), service.name());
-                    for method in &service.method {
-                        let kind = match (method.client_streaming(), method.server_streaming()) {
-                            (false, false) => "unary",
-                            (true, false) => "client_stream",
-                            (false, true) => "server_stream",
-                            (true, true) => "bidi_stream",
-                        };
-                        types.insert(format!("/{name}/{}", method.name()), kind);
-                    }
+/// `/package.Service/Method` → its `grpc_type`, from encoded `FileDescriptorSet`s.
+fn method_types(descriptors: &[&[u8]]) -> HashMap<String, &'static str> {
+    let mut types = HashMap::new();
+    for fds in descriptors {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(*fds) else {
+            continue;
+        };
+        for file in set.file {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                for method in &service.method {
+                    let kind = match (method.client_streaming(), method.server_streaming()) {
+                        (false, false) => "unary",
+                        (true, false) => "client_stream",
+                        (false, true) => "server_stream",
+                        (true, true) => "bidi_stream",
+                    };
+                    types.insert(format!("/{name}/{}", method.name()), kind);
                 }
             }
         }
+    }
+    types
+}
+
+/// The per-RPC families of one side (`server` or `client`).
+struct RpcMetrics {
+    registry: Registry,
+    started: Family<MethodLabels, Counter>,
+    handled: Family<HandledLabels, Counter>,
+    received: Family<MethodLabels, Counter>,
+    sent: Family<MethodLabels, Counter>,
+    seconds: Family<MethodLabels, Histogram>,
+    types: HashMap<String, &'static str>,
+    methods: RwLock<HashMap<String, Arc<MethodMetrics>>>,
+    in_flight: Arc<AtomicI64>,
+}
+
+impl RpcMetrics {
+    fn new(side: &str, descriptors: &[&[u8]]) -> Self {
         let mut registry = Registry::default();
         let started = Family::default();
         let handled = Family::default();
@@ -131,104 +153,214 @@ impl ServerMetrics {
             Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
         });
         registry.register(
-            "grpc_server_started",
-            "RPCs started on the server",
+            format!("grpc_{side}_started"),
+            format!("RPCs started on the {side}"),
             started.clone(),
         );
         registry.register(
-            "grpc_server_handled",
-            "RPCs completed on the server, by code",
+            format!("grpc_{side}_handled"),
+            format!("RPCs completed on the {side}, by code"),
             handled.clone(),
         );
         registry.register(
-            "grpc_server_msg_received",
-            "Stream messages received by the server",
+            format!("grpc_{side}_msg_received"),
+            format!("Stream messages received by the {side}"),
             received.clone(),
         );
         registry.register(
-            "grpc_server_msg_sent",
-            "Stream messages sent by the server",
+            format!("grpc_{side}_msg_sent"),
+            format!("Stream messages sent by the {side}"),
             sent.clone(),
         );
         registry.register(
-            "grpc_server_handling_seconds",
+            format!("grpc_{side}_handling_seconds"),
             "Time from the start of an RPC to its status",
             seconds.clone(),
         );
-        let mut metrics = Self {
+        let metrics = Self {
             registry,
             started,
             handled,
             received,
             sent,
             seconds,
-            types,
-            methods: HashMap::new(),
+            types: method_types(descriptors),
+            methods: RwLock::default(),
+            in_flight: Arc::default(),
         };
-        let paths: Vec<String> = metrics.types.keys().cloned().collect();
-        for path in paths {
-            let method = metrics.resolve(&path);
-            metrics.methods.insert(path, method);
-        }
+        let known: HashMap<String, Arc<MethodMetrics>> = metrics
+            .types
+            .keys()
+            .map(|path| (path.clone(), metrics.resolve(path)))
+            .collect();
+        *metrics.methods.write().unwrap_or_else(|p| p.into_inner()) = known;
         metrics
     }
 
     fn resolve(&self, path: &str) -> Arc<MethodMetrics> {
-        let labels = self.labels(path);
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path, ""));
+        let labels = MethodLabels {
+            grpc_type: self.types.get(path).copied().unwrap_or("unknown"),
+            grpc_service: service.to_owned(),
+            grpc_method: method.to_owned(),
+        };
         Arc::new(MethodMetrics {
             started: self.started.get_or_create_owned(&labels),
             received: self.received.get_or_create_owned(&labels),
             sent: self.sent.get_or_create_owned(&labels),
             seconds: self.seconds.get_or_create_owned(&labels),
+            handled_family: self.handled.clone(),
             handled: Default::default(),
+            in_flight: self.in_flight.clone(),
             labels,
         })
     }
 
-    /// The metrics of `path`: precomputed for described methods, made on the spot otherwise.
+    /// The metrics of `path`: precomputed for described methods, made once otherwise.
     fn method(&self, path: &str) -> Arc<MethodMetrics> {
-        match self.methods.get(path) {
-            Some(m) => m.clone(),
-            None => self.resolve(path),
+        if let Some(m) = self
+            .methods
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+        {
+            return m.clone();
         }
+        let mut methods = self.methods.write().unwrap_or_else(|p| p.into_inner());
+        methods
+            .entry(path.to_owned())
+            .or_insert_with(|| self.resolve(path))
+            .clone()
     }
 
-    fn handled(&self, method: &MethodMetrics, code: tonic::Code) -> Counter {
-        let slot = &method.handled[(code as usize).min(16)];
-        slot.get_or_init(|| {
-            let l = &method.labels;
-            self.handled.get_or_create_owned(&HandledLabels {
-                grpc_type: l.grpc_type,
-                grpc_service: l.grpc_service.clone(),
-                grpc_method: l.grpc_method.clone(),
-                grpc_code: go_code_name(code),
-            })
-        })
-        .clone()
-    }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-
-    fn labels(&self, path: &str) -> MethodLabels {
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or((path, ""));
-        MethodLabels {
-            grpc_type: self.types.get(path).copied().unwrap_or("unknown"),
-            grpc_service: service.to_owned(),
-            grpc_method: method.to_owned(),
+    /// Counts a call as started; the returned [`Call`] records how it ends.
+    fn start(&self, path: &str) -> Call {
+        let method = self.method(path);
+        method.started.inc();
+        method.in_flight.fetch_add(1, Ordering::Relaxed);
+        Call {
+            method,
+            started: Instant::now(),
+            code: None,
+            done: false,
+            span: None,
         }
     }
 }
 
-/// The tower layer that records [`ServerMetrics`].
+/// A server's metrics: go-grpc-prometheus `grpc_server_*`.
+pub struct ServerMetrics(RpcMetrics);
+
+impl std::fmt::Debug for ServerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerMetrics")
+            .field("methods", &self.0.types.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerMetrics {
+    /// A registry for a server whose methods are described by `descriptors` (encoded
+    /// `FileDescriptorSet`s), which give each method its `grpc_type`.
+    pub fn new(descriptors: &[&[u8]]) -> Self {
+        Self(RpcMetrics::new("server", descriptors))
+    }
+
+    /// Calls started and not yet finished.
+    pub fn in_flight(&self) -> i64 {
+        self.0.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The registry, for an exposition ([`crate::admin`]).
+    pub fn registry(&self) -> &Registry {
+        &self.0.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        encode(&[self.registry()])
+    }
+}
+
+/// A client's metrics: go-grpc-prometheus `grpc_client_*` for every call made through the
+/// channels that share it, and per channel its endpoints, their outstanding calls and ejections,
+/// retries, and discovery updates (`calcmesh_client_*`).
+pub struct ClientMetrics {
+    rpc: RpcMetrics,
+    pub(crate) channels: Arc<Mutex<Vec<Weak<crate::client::Shared>>>>,
+}
+
+impl std::fmt::Debug for ClientMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientMetrics").finish_non_exhaustive()
+    }
+}
+
+impl ClientMetrics {
+    /// A registry for calls to methods described by `descriptors` (encoded
+    /// `FileDescriptorSet`s, for each method's `grpc_type`).
+    pub fn new(descriptors: &[&[u8]]) -> Self {
+        let mut rpc = RpcMetrics::new("client", descriptors);
+        let channels = Arc::default();
+        rpc.registry
+            .register_collector(Box::new(crate::client::ChannelsCollector::new(&channels)));
+        Self { rpc, channels }
+    }
+
+    /// The registry, for an exposition ([`crate::admin`]).
+    pub fn registry(&self) -> &Registry {
+        &self.rpc.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        encode(&[self.registry()])
+    }
+
+    /// Records one client call: `send` performs it.
+    pub(crate) fn observe<F, Fut>(
+        &self,
+        request: http::Request<Body>,
+        send: F,
+    ) -> impl Future<Output = Result<http::Response<Body>, crate::client::BoxError>> + use<F, Fut>
+    where
+        F: FnOnce(http::Request<Body>) -> Fut,
+        Fut: Future<Output = Result<http::Response<Body>, crate::client::BoxError>>,
+    {
+        let mut call = self.rpc.start(request.uri().path());
+        let request = count_messages(request, call.method.sent.clone());
+        let future = send(request);
+        async move {
+            match future.await {
+                Ok(response) => Ok(call.settle(response, |m| m.received.clone(), None)),
+                Err(err) => {
+                    let code = err
+                        .downcast_ref::<Status>()
+                        .map_or(tonic::Code::Unknown, Status::code);
+                    call.finish(code);
+                    Err(err)
+                }
+            }
+        }
+    }
+}
+
+/// The OpenMetrics text of `registries`, one `# EOF` at the end.
+pub(crate) fn encode(registries: &[&Registry]) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    for registry in registries {
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, registry);
+    }
+    let _ = prometheus_client::encoding::text::encode_eof(&mut out);
+    out
+}
+
+/// The tower layer inside every server: records [`ServerMetrics`], and runs each call in a
+/// `calcmesh::rpc` span under its [`TraceContext`] (see [`crate::trace`]).
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
     metrics: Arc<ServerMetrics>,
@@ -261,11 +393,12 @@ pub struct Metered<S> {
 
 /// What one call has seen so far; recorded once, when the call ends (or is dropped).
 struct Call {
-    metrics: Arc<ServerMetrics>,
     method: Arc<MethodMetrics>,
     started: Instant,
     code: Option<tonic::Code>,
     done: bool,
+    /// The server's span for the call; `None` on the client side.
+    span: Option<tracing::Span>,
 }
 
 impl Call {
@@ -273,16 +406,55 @@ impl Call {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        self.metrics.handled(&self.method, code).inc();
-        self.method
-            .seconds
-            .observe(self.started.elapsed().as_secs_f64());
+        let elapsed = self.started.elapsed();
+        self.method.handled(code).inc();
+        self.method.seconds.observe(elapsed.as_secs_f64());
+        self.method.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let grpc_code = go_code_name(code);
+        let Some(span) = &self.span else {
+            let l = &self.method.labels;
+            let (service, method) = (&l.grpc_service, &l.grpc_method);
+            tracing::debug!(target: "calcmesh::rpc", service, method, grpc_code, ?elapsed, "downstream call finished");
+            return;
+        };
+        span.in_scope(|| match code {
+            // The server's own faults; the caller's mistakes are debug, like successes.
+            tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::DataLoss => {
+                tracing::warn!(target: "calcmesh::rpc", grpc_code, ?elapsed, "rpc failed")
+            }
+            _ => tracing::debug!(target: "calcmesh::rpc", grpc_code, ?elapsed, "rpc finished"),
+        });
+    }
+
+    /// Records a response's status when it is already known (trailers-only), and wraps its body
+    /// to count messages and read the status from the trailers.
+    /// On a server, `trace` is the call's context, current while the body is polled.
+    fn settle(
+        mut self,
+        response: http::Response<Body>,
+        messages: impl FnOnce(&MethodMetrics) -> Counter,
+        trace: Option<TraceContext>,
+    ) -> http::Response<Body> {
+        self.code = status_of(response.headers());
+        if let Some(code) = self.code {
+            self.finish(code);
+        }
+        let messages = messages(&self.method);
+        response.map(|body| {
+            Body::new(Counted {
+                inner: body,
+                scanner: FrameScanner::default(),
+                messages,
+                call: Some(self),
+                trace,
+            })
+        })
     }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
-        // A response body dropped before its status: the client went away.
+        // A response body dropped before its status: the call was cancelled.
         let code = self.code.unwrap_or(tonic::Code::Cancelled);
         self.finish(code);
     }
@@ -296,6 +468,32 @@ fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
         .parse::<i32>()
         .ok()?;
     Some(tonic::Code::from(value))
+}
+
+/// Wraps a request's body to count its messages.
+fn count_messages(request: http::Request<Body>, messages: Counter) -> http::Request<Body> {
+    request.map(|body| {
+        Body::new(Counted {
+            inner: body,
+            scanner: FrameScanner::default(),
+            messages,
+            call: None,
+            trace: None,
+        })
+    })
+}
+
+/// Who called, for the span: the certificate identity, else the remote address.
+fn peer_name(peer: Option<&PeerInfo>) -> String {
+    match peer {
+        Some(PeerInfo {
+            identity: Some(id), ..
+        }) => id.clone(),
+        Some(PeerInfo {
+            remote: Some(addr), ..
+        }) => addr.to_string(),
+        _ => "unknown".to_owned(),
+    }
 }
 
 impl<S> tower_service::Service<http::Request<Body>> for Metered<S>
@@ -313,53 +511,39 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let method = self.metrics.method(request.uri().path());
-        method.started.inc();
-        let received = method.received.clone();
-        let request = request.map(|body| {
-            Body::new(Counted {
-                inner: body,
-                scanner: FrameScanner::default(),
-                messages: received,
-                call: None,
-            })
-        });
-        let mut call = Call {
-            metrics: self.metrics.clone(),
-            method,
-            started: Instant::now(),
-            code: None,
-            done: false,
-        };
-        let future = self.inner.call(request);
+        let trace = TraceContext::from_headers(request.headers());
+        let mut call = self.metrics.0.start(request.uri().path());
+        // Debug level: fields are only formatted when `calcmesh::rpc=debug` is on.
+        let span = tracing::debug_span!(
+            target: "calcmesh::rpc",
+            "rpc",
+            method = request.uri().path(),
+            peer = peer_name(request.extensions().get::<PeerInfo>()),
+            trace_id = trace.trace_id_hex(),
+            span_id = trace.span_id_hex(),
+        );
+        call.span = Some(span.clone());
+        let request = count_messages(request, call.method.received.clone());
+        let future = trace.scope(self.inner.call(request).instrument(span));
         Box::pin(async move {
             let response = future.await?;
-            call.code = status_of(response.headers());
-            if let Some(code) = call.code {
-                // Trailers-only: the status is already known.
-                call.finish(code);
-            }
-            let sent = call.method.sent.clone();
-            Ok(response.map(|body| {
-                Body::new(Counted {
-                    inner: body,
-                    scanner: FrameScanner::default(),
-                    messages: sent,
-                    call: Some(call),
-                })
-            }))
+            // The response stream runs under the call's span and trace context too: a
+            // streaming handler's downstream calls happen while it is polled.
+            Ok(call.settle(response, |m| m.sent.clone(), Some(trace)))
         })
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A body whose gRPC messages are counted; a response body also settles its call's status.
+    /// A body whose gRPC messages are counted; a response body also settles its call's status
+    /// and, on a server, is polled under the call's span and trace context.
     struct Counted {
         #[pin]
         inner: Body,
         scanner: FrameScanner,
         messages: Counter,
         call: Option<Call>,
+        trace: Option<TraceContext>,
     }
 }
 
@@ -372,7 +556,19 @@ impl HttpBody for Counted {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let frame = match (*this.trace, this.call.as_ref()) {
+            (
+                Some(trace),
+                Some(Call {
+                    span: Some(span), ..
+                }),
+            ) => {
+                let _span = span.enter();
+                trace.enter(|| this.inner.poll_frame(cx))
+            }
+            _ => this.inner.poll_frame(cx),
+        };
+        let frame = ready!(frame);
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
@@ -408,52 +604,4 @@ impl HttpBody for Counted {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// Serves the admin endpoint on `listener` until `shutdown`: `/metrics` (Prometheus text),
-/// `/healthz` (the process is up: 200) and `/readyz` (200 while serving, 503 while draining).
-///
-/// # Errors
-/// The listener fails.
-pub async fn serve_admin(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<ServerMetrics>,
-    health: crate::HealthState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::http::StatusCode;
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let health = health.clone();
-                async move {
-                    if health.is_draining() {
-                        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-                    } else {
-                        (StatusCode::OK, "ready\n")
-                    }
-                }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

@@ -149,7 +149,7 @@ impl Server {
         }
     }
 
-    /// The server's metrics (for an admin endpoint, [`crate::metrics::serve_admin`]). Call it
+    /// The server's metrics (for an admin endpoint, [`crate::admin::Admin::server`]). Call it
     /// after adding services and descriptors: they give each method its `grpc_type`.
     pub fn metrics(&self) -> Arc<ServerMetrics> {
         self.metrics
@@ -159,6 +159,13 @@ impl Server {
                 Arc::new(ServerMetrics::new(&descriptors))
             })
             .clone()
+    }
+
+    /// Records into `metrics` (e.g. another server's, when one instance listens on two ports)
+    /// instead of a registry of its own.
+    pub fn with_metrics(mut self, metrics: Arc<ServerMetrics>) -> Self {
+        self.metrics = std::sync::OnceLock::from(metrics);
+        self
     }
 
     /// Adds a tonic service; its health status starts as SERVING under its full name.
@@ -276,7 +283,7 @@ impl Server {
         let server = tonic::transport::Server::builder()
             .layer(
                 tower::ServiceBuilder::new()
-                    .layer(MetricsLayer::new(metrics))
+                    .layer(MetricsLayer::new(metrics.clone()))
                     .layer(MessageSizeLimitLayer::new(config.max_message_size))
                     .layer(endpoint_header)
                     .layer(AuthzLayer::new(config.policy.clone())),
@@ -297,17 +304,18 @@ impl Server {
             () = shutdown => {}
         }
         let grace = config.grace_period;
-        tracing::info!(%addr, ?grace, "draining: health is NOT_SERVING, no new connections, in-flight calls may finish");
+        let in_flight = metrics.in_flight();
+        tracing::info!(%addr, ?grace, in_flight, "draining: health is NOT_SERVING, no new connections, in-flight calls may finish");
         health.drain();
         let _ = stop_tx.send(());
         let started = Instant::now();
         match tokio::time::timeout(grace, server).await {
             Ok(result) => {
                 result?;
-                tracing::info!(%addr, elapsed = ?started.elapsed(), "drained: every connection closed");
+                tracing::info!(%addr, elapsed = ?started.elapsed(), in_flight_at_start = in_flight, "drained: every connection closed");
             }
             Err(_) => {
-                tracing::warn!(%addr, ?grace, "grace period over: closing the connections still open")
+                tracing::warn!(%addr, ?grace, unfinished = metrics.in_flight(), "grace period over: closing the connections still open")
             }
         }
         Ok(())

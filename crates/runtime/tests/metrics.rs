@@ -5,7 +5,11 @@ use std::time::Duration;
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::calculator::{FactorizeRequest, Number, Request};
-use calcmesh_runtime::{Server, ServerConfig};
+use std::sync::Arc;
+
+use calcmesh_runtime::admin::Admin;
+use calcmesh_runtime::metrics::ClientMetrics;
+use calcmesh_runtime::{ClientConfig, Policy, Server, ServerConfig, Target};
 use calcmesh_testkit::{Running, http_get};
 
 /// The sum of the samples of `name` whose labels include every pair in `labels`.
@@ -33,16 +37,12 @@ async fn a_known_mix_of_calls_shows_exactly() {
             config.max_message_size,
         ))
         .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET);
-    let (metrics, health) = (server.metrics(), server.health());
+    let admin = Admin::new().server(&server);
+    let health = server.health();
     let running = Running::start(server);
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = admin.local_addr().unwrap().to_string();
-    tokio::spawn(calcmesh_runtime::metrics::serve_admin(
-        admin,
-        metrics,
-        health.clone(),
-        std::future::pending(),
-    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(admin.serve(listener, std::future::pending()));
 
     let mut client = CalculatorClient::new(running.channel());
     let calc = |a: f64, op: &str, b: f64| Request {
@@ -148,4 +148,141 @@ async fn a_known_mix_of_calls_shows_exactly() {
     tokio::time::timeout(Duration::from_secs(10), running.stop())
         .await
         .unwrap();
+}
+
+fn calculator() -> Server {
+    let config = ServerConfig::default();
+    Server::new(config.clone())
+        .add_service(calcmesh_calculator::server(
+            CalculatorService::new(),
+            config.max_message_size,
+        ))
+        .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET)
+}
+
+async fn serve_admin(admin: Admin) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(admin.serve(listener, std::future::pending()));
+    addr
+}
+
+#[tokio::test]
+async fn client_metrics_count_calls_by_code_and_eject_a_dead_endpoint() {
+    let running = Running::start(calculator());
+    // A port with nobody listening: bind one, then let it go.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let target = Target::Static(vec![dead, running.addr]);
+    let metrics = Arc::new(ClientMetrics::new(&[calcmesh_proto::FILE_DESCRIPTOR_SET]));
+    let channel = calcmesh_runtime::connect(
+        &target,
+        &ClientConfig {
+            metrics: Some(metrics),
+            policy: Policy::RoundRobin,
+            idempotent: calcmesh_proto::idempotent_methods(),
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap();
+    let admin = serve_admin(Admin::new().client(&channel)).await;
+
+    let mut client = CalculatorClient::new(channel.clone());
+    let calc = |a: f64, op: &str, b: f64| Request {
+        num1: a,
+        num2: b,
+        operator: op.into(),
+    };
+    for _ in 0..4 {
+        client.calculate(calc(1.0, "+", 1.0)).await.unwrap();
+    }
+    client.calculate(calc(1.0, "/", 0.0)).await.unwrap_err();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        channel.wait_for_endpoints(|c| c.down == 1),
+    )
+    .await
+    .expect("the dead endpoint is marked down");
+
+    let (status, text) = http_get(&admin, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let calculate = [("grpc_method", "Calculate"), ("grpc_type", "unary")];
+    assert_eq!(sample(&text, "grpc_client_started_total", &calculate), 5.0);
+    let with = |code| [calculate[0], calculate[1], ("grpc_code", code)];
+    assert_eq!(
+        sample(&text, "grpc_client_handled_total", &with("OK")),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "grpc_client_handled_total", &with("InvalidArgument")),
+        1.0
+    );
+    assert_eq!(sample(&text, "grpc_client_msg_sent_total", &calculate), 5.0);
+    assert_eq!(
+        sample(&text, "grpc_client_handling_seconds_count", &calculate),
+        5.0
+    );
+    let dead = dead.to_string();
+    assert_eq!(
+        sample(
+            &text,
+            "calcmesh_client_endpoint_ejections_total",
+            &[("endpoint", &dead)]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "calcmesh_client_endpoints", &[("state", "down")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "calcmesh_client_endpoints", &[("state", "eligible")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "calcmesh_client_endpoint_outstanding", &[]),
+        0.0,
+        "nothing in flight"
+    );
+    assert!(sample(&text, "calcmesh_client_discovery_updates_total", &[]) >= 1.0);
+    // One endpoint still takes calls: ready.
+    assert!(http_get(&admin, "/readyz").await.0.contains("200"));
+    tokio::time::timeout(Duration::from_secs(10), running.stop())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn readyz_fails_while_a_client_has_no_endpoint_that_takes_calls() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let channel = calcmesh_runtime::connect(
+        &Target::Endpoint(dead.to_string()),
+        &ClientConfig::default(),
+    )
+    .unwrap();
+    let server = calculator();
+    let admin = serve_admin(Admin::new().server(&server).client(&channel)).await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        channel.wait_for_endpoints(|c| c.down == 1),
+    )
+    .await
+    .expect("the only endpoint is marked down");
+    let (status, body) = http_get(&admin, "/readyz").await;
+    assert!(status.contains("503"), "{status}");
+    assert!(
+        body.contains(&format!("no endpoint of {dead} can take calls: 1 known")),
+        "{body}"
+    );
+    assert!(
+        http_get(&admin, "/healthz").await.0.contains("200"),
+        "the process is still alive"
+    );
 }

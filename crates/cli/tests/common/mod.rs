@@ -94,7 +94,9 @@ impl ServerProcess {
         Self::launch(program, args, ready, &[]).await
     }
 
-    async fn launch(
+    /// Starts `program args…` with extra environment variables and reads stdout until a line
+    /// starting with `ready` (which must continue with the address).
+    pub async fn launch(
         program: impl AsRef<std::ffi::OsStr>,
         args: &[&str],
         ready: &str,

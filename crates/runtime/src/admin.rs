@@ -1,0 +1,133 @@
+//! The admin HTTP endpoint: `/metrics` (OpenMetrics text), `/healthz` (the process is up) and
+//! `/readyz` (ready for traffic) — what Prometheus and HTTP probes expect.
+//!
+//! An [`Admin`] is told what to report: [`Admin::server`] adds a server's metrics and makes
+//! readiness fail while it drains; [`Admin::client`] adds a channel's metrics and makes
+//! readiness fail while the channel has no endpoint that can take calls. `/readyz` answers
+//! 503 with one line per reason.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::metrics::{ClientMetrics, ServerMetrics};
+use crate::{HealthState, MeshChannel, Server};
+
+/// What an admin endpoint reports. Build it, then [`serve`](Admin::serve) it.
+#[derive(Debug, Default, Clone)]
+pub struct Admin {
+    servers: Vec<Arc<ServerMetrics>>,
+    clients: Vec<Arc<ClientMetrics>>,
+    draining: Vec<HealthState>,
+    channels: Vec<MeshChannel>,
+}
+
+impl Admin {
+    /// An endpoint that reports nothing yet (`/readyz` is 200).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reports `server`'s metrics (once, if several servers share them) and fails readiness
+    /// while it drains.
+    pub fn server(mut self, server: &Server) -> Self {
+        let metrics = server.metrics();
+        if !self.servers.iter().any(|m| Arc::ptr_eq(m, &metrics)) {
+            self.servers.push(metrics);
+        }
+        self.draining.push(server.health());
+        self
+    }
+
+    /// Reports `channel`'s metrics (if its config gave it some) and fails readiness while it
+    /// has no endpoint that can take calls.
+    pub fn client(mut self, channel: &MeshChannel) -> Self {
+        if let Some(metrics) = channel.metrics()
+            && !self.clients.iter().any(|m| Arc::ptr_eq(m, &metrics))
+        {
+            self.clients.push(metrics);
+        }
+        self.channels.push(channel.clone());
+        self
+    }
+
+    /// The OpenMetrics text of everything reported.
+    pub fn metrics_text(&self) -> String {
+        let registries: Vec<_> = self
+            .servers
+            .iter()
+            .map(|m| m.registry())
+            .chain(self.clients.iter().map(|m| m.registry()))
+            .collect();
+        crate::metrics::encode(&registries)
+    }
+
+    /// Why the process is not ready, one reason per item; empty when it is.
+    pub fn not_ready(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.draining.iter().any(HealthState::is_draining) {
+            reasons.push("draining: the server is shutting down".to_owned());
+        }
+        for channel in &self.channels {
+            let counts = channel.endpoints();
+            if counts.eligible == 0 {
+                reasons.push(format!(
+                    "no endpoint of {} can take calls: {} known, {} not serving, {} unreachable",
+                    channel.target(),
+                    counts.total,
+                    counts.not_serving,
+                    counts.down
+                ));
+            }
+        }
+        reasons
+    }
+
+    /// Serves the endpoint on `listener` until `shutdown` completes.
+    ///
+    /// # Errors
+    /// The listener fails.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let admin = Arc::new(self);
+        let (metrics, ready) = (admin.clone(), admin);
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let text = metrics.metrics_text();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                    }
+                }),
+            )
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let reasons = ready.not_ready();
+                    async move {
+                        if reasons.is_empty() {
+                            (StatusCode::OK, "ready\n".to_owned())
+                        } else {
+                            (StatusCode::SERVICE_UNAVAILABLE, reasons.join("\n") + "\n")
+                        }
+                    }
+                }),
+            );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
