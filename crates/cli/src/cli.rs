@@ -186,6 +186,10 @@ pub(crate) struct ClientTlsArgs {
     /// Private key of --cert (PEM).
     #[arg(long, env = "CALCMESH_KEY", requires = "cert")]
     pub(crate) key: Option<PathBuf>,
+    /// Check servers' certificates against this name instead of the address dialled, e.g.
+    /// `calculator` when a dns:/// target yields pod IPs that no certificate names.
+    #[arg(long, env = "CALCMESH_TLS_SERVER_NAME", requires = "ca")]
+    pub(crate) tls_server_name: Option<String>,
 }
 
 /// TLS options of the etcd connection (discovery of `etcd://` targets, `--register`).
@@ -218,9 +222,11 @@ impl ClientTlsArgs {
     pub(crate) fn load(&self) -> anyhow::Result<Option<calcmesh_runtime::tls::ClientTls>> {
         let Some(ca) = &self.ca else { return Ok(None) };
         let identity = self.cert.as_deref().zip(self.key.as_deref());
-        Ok(Some(
-            calcmesh_runtime::tls::ClientTls::load(ca, identity).context("client TLS")?,
-        ))
+        let tls = calcmesh_runtime::tls::ClientTls::load(ca, identity).context("client TLS")?;
+        Ok(Some(match &self.tls_server_name {
+            Some(name) => tls.with_server_name(name),
+            None => tls,
+        }))
     }
 }
 
@@ -410,6 +416,17 @@ pub(crate) struct ServerArgs {
     /// given; port 0 picks a free port (printed as `admin on ADDR`).
     #[arg(long, env = "CALCMESH_ADMIN")]
     pub(crate) admin: Option<SocketAddr>,
+    /// Also serve grpc.health.v1, and nothing else, in plaintext here: for probes that cannot
+    /// speak TLS, like the kubelet's gRPC probe (printed as `health on ADDR`). Off unless given.
+    #[arg(long, env = "CALCMESH_HEALTH_LISTEN")]
+    pub(crate) health_listen: Option<SocketAddr>,
+    /// Close connections gracefully (GOAWAY) once they are this old, so clients discovering by
+    /// DNS spread over new instances (e.g. 5m). Off unless given.
+    #[arg(long, env = "CALCMESH_MAX_CONNECTION_AGE")]
+    pub(crate) max_connection_age: Option<humantime::Duration>,
+    /// After --max-connection-age, how long calls on the old connection may take.
+    #[arg(long, env = "CALCMESH_MAX_CONNECTION_AGE_GRACE", default_value_t = ServerConfig::default().max_connection_age_grace.into())]
+    pub(crate) max_connection_age_grace: humantime::Duration,
 }
 
 impl ServerArgs {
@@ -452,6 +469,8 @@ impl ServerArgs {
             grace_period: self.grace_period.into(),
             backlog: self.backlog,
             advertise: self.advertise.clone(),
+            max_connection_age: self.max_connection_age.map(Into::into),
+            max_connection_age_grace: self.max_connection_age_grace.into(),
         })
     }
 }

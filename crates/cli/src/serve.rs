@@ -12,7 +12,7 @@ use calcmesh_evaluator::{EvaluatorConfig, EvaluatorService};
 use calcmesh_runtime::admin::Admin;
 use calcmesh_runtime::metrics::ClientMetrics;
 use calcmesh_runtime::{
-    ClientConfig, MeshChannel, Server, ServerConfig, Target, bind, connect, shutdown,
+    ClientConfig, HealthState, MeshChannel, Server, ServerConfig, Target, bind, connect, shutdown,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -59,40 +59,60 @@ fn evaluator_client(balancing: &BalancingArgs) -> anyhow::Result<ClientConfig> {
     })
 }
 
-/// An admin endpoint serving in a task until [`AdminTask::stop`]: it outlives the drain, so
-/// `/readyz` can say 503 while the servers drain.
-struct AdminTask {
+/// A listener beside a server — its admin endpoint or its plaintext health port — serving in a
+/// task until [`Beside::stop`]. It outlives the server's drain, so probes see the drain.
+struct Beside {
     stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
 }
 
-impl AdminTask {
-    /// Binds the admin endpoint of `name` on `addr`.
-    async fn bind(addr: SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
+impl Beside {
+    /// Binds `addr` for `what` (e.g. "admin endpoint of the calculator").
+    async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on {addr} (admin endpoint of the {name})"))
+            .with_context(|| format!("cannot listen on {addr} ({what})"))
     }
 
-    /// Announces `{announce} on ADDR` and serves `admin` on `listener`.
-    fn spawn(listener: TcpListener, admin: Admin, announce: &str) -> anyhow::Result<Self> {
+    /// Announces `{announce} on ADDR` and serves `serve(listener, stopped)` in a task.
+    fn spawn<F, E>(
+        listener: TcpListener,
+        announce: &str,
+        serve: impl FnOnce(TcpListener, futures_util::future::BoxFuture<'static, ()>) -> F,
+    ) -> anyhow::Result<Self>
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<anyhow::Error>,
+    {
         let addr = listener.local_addr()?;
         say(&format!("{announce} on {addr}"))?;
-        tracing::info!(%addr, "{announce}: /metrics /healthz /readyz");
+        tracing::info!(%addr, "{announce}");
         let (stop, stopped) = oneshot::channel::<()>();
-        let stopped = async {
+        let stopped = Box::pin(async {
             let _ = stopped.await;
-        };
+        });
+        let served = serve(listener, stopped);
         Ok(Self {
             stop,
-            task: tokio::spawn(admin.serve(listener, stopped)),
+            task: tokio::spawn(async move { served.await.map_err(Into::into) }),
+        })
+    }
+
+    /// The admin endpoint: /metrics, /healthz, /readyz.
+    fn admin(listener: TcpListener, admin: Admin, announce: &str) -> anyhow::Result<Self> {
+        Self::spawn(listener, announce, |l, stopped| admin.serve(l, stopped))
+    }
+
+    /// `grpc.health.v1` alone, in plaintext.
+    fn health(listener: TcpListener, health: HealthState) -> anyhow::Result<Self> {
+        Self::spawn(listener, "health", |l, stopped| {
+            calcmesh_runtime::serve_health(health, l, stopped)
         })
     }
 
     async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        self.task.await.context("admin endpoint panicked")??;
-        Ok(())
+        self.task.await.context("a listener task panicked")?
     }
 }
 
@@ -174,6 +194,10 @@ impl Register {
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
     // Handlers first: a signal from here on drains instead of killing the process.
     let signal = shutdown::signal();
+    let health_listen = match &serve {
+        Serve::Calculator(args) => args.server.health_listen,
+        Serve::Evaluator(args) => args.server.health_listen,
+    };
     let (name, server, listener, register, admin) = match serve {
         Serve::Calculator(CalculatorArgs { server: args, etcd }) => {
             let config = args.config()?;
@@ -205,13 +229,24 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
     server.check_listen(addr)?;
     let deregister = register.map(|r| r.start(addr)).transpose()?;
     let admin = match admin {
-        Some((admin_addr, admin)) => Some((AdminTask::bind(admin_addr, name).await?, admin)),
+        Some((admin_addr, admin)) => {
+            let what = format!("admin endpoint of the {name}");
+            Some((Beside::bind(admin_addr, &what).await?, admin))
+        }
+        None => None,
+    };
+    let health = match health_listen {
+        Some(addr) => Some(Beside::bind(addr, "--health-listen").await?),
         None => None,
     };
     say(&format!("listening on {addr}"))?;
-    let admin = admin
-        .map(|(listener, admin)| AdminTask::spawn(listener, admin, "admin"))
-        .transpose()?;
+    let mut beside = Vec::new();
+    if let Some((listener, admin)) = admin {
+        beside.push(Beside::admin(listener, admin, "admin")?);
+    }
+    if let Some(listener) = health {
+        beside.push(Beside::health(listener, server.health())?);
+    }
     let config = server.config();
     tracing::info!(
         %addr,
@@ -229,8 +264,8 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
         }
     };
     let served = server.serve(listener, shutdown).await;
-    if let Some(admin) = admin {
-        admin.stop().await?;
+    for task in beside {
+        task.stop().await?;
     }
     served?;
     Ok(ExitCode::SUCCESS)
@@ -389,8 +424,9 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             }
             None => evaluator_targets.push(addr),
         }
-        let listener = AdminTask::bind(admin_addr(i + 1)?, &name).await?;
-        admins.push(AdminTask::spawn(listener, admin, &format!("{name} admin"))?);
+        let listener =
+            Beside::bind(admin_addr(i + 1)?, &format!("admin endpoint of {name}")).await?;
+        admins.push(Beside::admin(listener, admin, &format!("{name} admin"))?);
     }
     let target = Target::Static(evaluator_targets);
     let listener = listen(args.evaluator_listen, &config)?;
@@ -411,9 +447,9 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     say(&format!(
         "evaluator listening on {evaluator_addr} (computing on {target}, {security})"
     ))?;
-    let listener = AdminTask::bind(admin_addr(0)?, "evaluator").await?;
+    let listener = Beside::bind(admin_addr(0)?, "admin endpoint of the evaluator").await?;
     let evaluator_admin = listener.local_addr()?;
-    admins.push(AdminTask::spawn(listener, admin, "evaluator admin")?);
+    admins.push(Beside::admin(listener, admin, "evaluator admin")?);
     tracing::info!(calculators = %target, evaluator = %evaluator_addr, security, "mesh is up");
 
     let eval_target = if evaluator_addr.port() == 50050 {

@@ -436,15 +436,7 @@ async fn admin_endpoint_metrics_parse_and_readyz_fails_while_draining() {
     assert!(http_get(&admin, "/readyz").await.0.contains("200"));
 
     // A call in flight keeps the drain going; meanwhile /readyz says 503.
-    let channel = calcmesh_runtime::connect(&grpc.parse().unwrap(), &Default::default()).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(Number { value: 1.0 }).await.unwrap();
-    let mut summaries = CalculatorClient::new(channel)
-        .running_summary(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(summaries.message().await.unwrap().unwrap().count, 1);
+    let held = HeldCall::open(&grpc).await;
     server.terminate().await;
     let started = std::time::Instant::now();
     while !http_get(&admin, "/readyz").await.0.contains("503") {
@@ -454,8 +446,7 @@ async fn admin_endpoint_metrics_parse_and_readyz_fails_while_draining() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    drop(tx);
-    while summaries.message().await.unwrap().is_some() {}
+    held.finish().await;
     let (status, _) = server.wait().await;
     assert!(status.success());
 }
@@ -493,6 +484,35 @@ async fn json_logs_are_one_object_per_line() {
             .is_some_and(|m| m.starts_with("drained"))),
         "{stderr}"
     );
+}
+
+/// A RunningSummary call held open (one number sent and answered): while it lasts, a draining
+/// server cannot finish.
+struct HeldCall {
+    numbers: tokio::sync::mpsc::Sender<Number>,
+    summaries: tonic::Streaming<calcmesh_proto::calculator::Summary>,
+}
+
+impl HeldCall {
+    async fn open(target: &str) -> Self {
+        let channel =
+            calcmesh_runtime::connect(&target.parse().unwrap(), &Default::default()).unwrap();
+        let (numbers, rx) = tokio::sync::mpsc::channel(4);
+        numbers.send(Number { value: 1.0 }).await.unwrap();
+        let mut summaries = CalculatorClient::new(channel)
+            .running_summary(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(summaries.message().await.unwrap().unwrap().count, 1);
+        Self { numbers, summaries }
+    }
+
+    /// Ends the call and reads the rest of its answers.
+    async fn finish(mut self) {
+        drop(self.numbers);
+        while self.summaries.message().await.unwrap().is_some() {}
+    }
 }
 
 /// Every JSON log line of a finished server process.
@@ -618,4 +638,63 @@ async fn one_trace_id_across_the_evaluator_and_every_calculator() {
     assert_eq!(seen.iter().filter(|t| *t == trace).count(), 4, "{seen:?}");
     assert_eq!(seen.iter().filter(|t| **t == other).count(), 1, "{seen:?}");
     assert_eq!(seen.len(), 5, "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_plaintext_health_port_reports_serving_then_the_drain() {
+    let mut server = ServerProcess::start_until(
+        common::BIN,
+        &[
+            "serve",
+            "calculator",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-listen",
+            "127.0.0.1:0",
+            "--grace-period",
+            "5s",
+        ],
+        "health on ",
+    )
+    .await;
+    let grpc = server.lines[0]
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let health_channel =
+        calcmesh_runtime::connect(&server.addr.parse().unwrap(), &Default::default()).unwrap();
+    let mut health = HealthClient::new(health_channel.clone());
+    let check = |service: &str| HealthCheckRequest {
+        service: service.into(),
+    };
+    let status = health.check(check("calculator.Calculator")).await.unwrap();
+    assert_eq!(status.into_inner().status(), ServingStatus::Serving);
+    // Nothing but health there.
+    let calc = CalculatorClient::new(health_channel)
+        .calculate(calcmesh_proto::calculator::Request {
+            num1: 1.0,
+            num2: 1.0,
+            operator: "+".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(calc.code(), tonic::Code::Unimplemented, "{calc}");
+
+    // A call in flight keeps the drain going; the health port says NOT_SERVING meanwhile.
+    let mut watch = health.watch(check("")).await.unwrap().into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    let held = HeldCall::open(&grpc).await;
+    server.terminate().await;
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
+        .await
+        .expect("the health port reports the drain")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    held.finish().await;
+    let (status, _) = server.wait().await;
+    assert!(status.success());
 }

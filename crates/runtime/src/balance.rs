@@ -195,6 +195,9 @@ impl Backoff {
 /// Keeps `endpoint`'s state current from its health service, until the endpoint is dropped.
 async fn watch_health(endpoint: Weak<Endpoint>, service: String) {
     let mut backoff = Backoff::new();
+    // Whether the last watch ended without a NOT_SERVING: watch again at once, since a server
+    // closing an old connection (max connection age) is not a server going down.
+    let mut again_now = false;
     loop {
         let Some(channel) = endpoint.upgrade().map(|e| e.channel.clone()) else {
             return;
@@ -212,18 +215,23 @@ async fn watch_health(endpoint: Weak<Endpoint>, service: String) {
                 let mut stream = stream.into_inner();
                 while let Ok(Some(update)) = stream.message().await {
                     backoff.reset();
+                    again_now = false;
                     set(if update.status() == ServingStatus::Serving {
                         State::Serving
                     } else {
                         State::NotServing
                     });
                 }
-                // The stream ended: a draining server already said NOT_SERVING; a broken
-                // connection says nothing, so the endpoint is down until a new watch works.
-                if endpoint
+                // The stream ended: a draining server already said NOT_SERVING; a closed
+                // connection says nothing. Watch again at once on a new connection; if that
+                // fails, the endpoint is down (below) until a watch works.
+                let serving = endpoint
                     .upgrade()
-                    .is_some_and(|e| e.state() == State::Serving)
-                {
+                    .is_some_and(|e| e.state() == State::Serving);
+                if serving && !std::mem::replace(&mut again_now, true) {
+                    continue;
+                }
+                if serving {
                     set(State::Down);
                 }
             }

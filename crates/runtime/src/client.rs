@@ -28,7 +28,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use crate::balance::{Balancer, EndpointCounts, Outstanding, Policy};
 use crate::discovery::{Change, Discover, Dns, StaticList};
 use crate::metrics::ClientMetrics;
-use crate::retry::{ReplayBody, never_reached_server};
+use crate::retry::{ReplayBody, connection_refused, never_reached_server};
 
 /// The target forms accepted, for error messages and `--help`.
 pub const TARGET_FORMS: &str = "host:port, http://host:port, ipv4:ADDR:PORT[,ADDR:PORT...], \
@@ -571,7 +571,7 @@ impl Shared {
                         return Err(deadline_exceeded());
                     }
                     let unseen = never_reached_server(&err);
-                    if unseen {
+                    if connection_refused(&err) {
                         endpoint.set_down(crate::balance::error_chain(&err));
                     }
                     tried.push(endpoint);
@@ -625,12 +625,28 @@ impl ChannelsCollector {
     }
 }
 
+/// Writes one metric family: its descriptor, then one series per `(labels, value)`.
+fn write_family<L, M>(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    (name, help, kind): (&str, &str, prometheus_client::metrics::MetricType),
+    series: impl IntoIterator<Item = (L, M)>,
+) -> Result<(), fmt::Error>
+where
+    L: prometheus_client::encoding::EncodeLabelSet,
+    M: prometheus_client::encoding::EncodeMetric,
+{
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in series {
+        value.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl prometheus_client::collector::Collector for ChannelsCollector {
     fn encode(
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), fmt::Error> {
-        use prometheus_client::encoding::EncodeMetric;
         use prometheus_client::metrics::MetricType::{Counter, Gauge};
         use prometheus_client::metrics::counter::ConstCounter;
         use prometheus_client::metrics::gauge::ConstGauge;
@@ -642,92 +658,99 @@ impl prometheus_client::collector::Collector for ChannelsCollector {
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        let endpoints: Vec<(&Shared, Vec<Arc<crate::balance::Endpoint>>)> = channels
+        let target = |c: &Arc<Shared>| [("target", c.target.clone())];
+        let endpoints: Vec<(String, Arc<crate::balance::Endpoint>)> = channels
             .iter()
-            .map(|c| (c.as_ref(), c.balancer.snapshot()))
+            .flat_map(|c| {
+                let target = c.target.clone();
+                c.balancer
+                    .snapshot()
+                    .into_iter()
+                    .map(move |e| (target.clone(), e))
+            })
             .collect();
+        let endpoint = |(t, e): &(String, Arc<crate::balance::Endpoint>)| {
+            [("target", t.clone()), ("endpoint", e.authority.clone())]
+        };
 
-        let mut family = encoder.encode_descriptor(
-            "calcmesh_client_endpoints",
-            "Endpoints of the target by state: eligible (takes calls), not_serving, down",
-            None,
-            Gauge,
+        write_family(
+            &mut encoder,
+            (
+                "calcmesh_client_endpoints",
+                "Endpoints of the target by state: eligible (takes calls), not_serving, down",
+                Gauge,
+            ),
+            channels.iter().flat_map(|c| {
+                let counts = c.balancer.counts();
+                [
+                    ("eligible", counts.eligible),
+                    ("not_serving", counts.not_serving),
+                    ("down", counts.down),
+                ]
+                .map(|(state, n)| {
+                    let labels = [("target", c.target.clone()), ("state", state.to_owned())];
+                    (labels, ConstGauge::new(n as i64))
+                })
+            }),
         )?;
-        for channel in &channels {
-            let counts = channel.balancer.counts();
-            for (state, n) in [
-                ("eligible", counts.eligible),
-                ("not_serving", counts.not_serving),
-                ("down", counts.down),
-            ] {
-                let labels = [("target", channel.target.as_str()), ("state", state)];
-                ConstGauge::new(n as i64).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "calcmesh_client_endpoint_outstanding",
-            "Calls in progress on the endpoint",
-            None,
-            Gauge,
+        write_family(
+            &mut encoder,
+            (
+                "calcmesh_client_endpoint_outstanding",
+                "Calls in progress on the endpoint",
+                Gauge,
+            ),
+            endpoints
+                .iter()
+                .map(|e| (endpoint(e), ConstGauge::new(e.1.outstanding() as i64))),
         )?;
-        for (channel, list) in &endpoints {
-            for e in list {
-                let labels = [
-                    ("target", channel.target.as_str()),
-                    ("endpoint", e.authority.as_str()),
-                ];
-                ConstGauge::new(e.outstanding() as i64).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "calcmesh_client_endpoint_ejections",
-            "Times the endpoint went out of rotation (not serving or unreachable)",
-            None,
-            Counter,
+        write_family(
+            &mut encoder,
+            (
+                "calcmesh_client_endpoint_ejections",
+                "Times the endpoint went out of rotation (not serving or unreachable)",
+                Counter,
+            ),
+            endpoints
+                .iter()
+                .map(|e| (endpoint(e), ConstCounter::new(e.1.ejections()))),
         )?;
-        for (channel, list) in &endpoints {
-            for e in list {
-                let labels = [
-                    ("target", channel.target.as_str()),
-                    ("endpoint", e.authority.as_str()),
-                ];
-                ConstCounter::new(e.ejections()).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "calcmesh_client_retries",
-            "Attempts sent again on another endpoint",
-            None,
-            Counter,
+        write_family(
+            &mut encoder,
+            (
+                "calcmesh_client_retries",
+                "Attempts sent again on another endpoint",
+                Counter,
+            ),
+            channels.iter().map(|c| {
+                let retries = c.retries.load(Ordering::Relaxed);
+                (target(c), ConstCounter::new(retries))
+            }),
         )?;
-        for channel in &channels {
-            let labels = [("target", channel.target.as_str())];
-            ConstCounter::new(channel.retries.load(Ordering::Relaxed))
-                .encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "calcmesh_client_discovery_updates",
-            "Endpoint changes delivered by discovery",
-            None,
-            Counter,
+        write_family(
+            &mut encoder,
+            (
+                "calcmesh_client_discovery_updates",
+                "Endpoint changes delivered by discovery",
+                Counter,
+            ),
+            channels.iter().map(|c| {
+                let updates = c.discovery.updates.load(Ordering::Relaxed);
+                (target(c), ConstCounter::new(updates))
+            }),
         )?;
-        for channel in &channels {
-            let labels = [("target", channel.target.as_str())];
-            ConstCounter::new(channel.discovery.updates.load(Ordering::Relaxed))
-                .encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "calcmesh_client_discovery_last_update_timestamp_seconds",
-            "When discovery last delivered a change (Unix time; 0: never)",
-            None,
-            Gauge,
-        )?;
-        for channel in &channels {
-            let labels = [("target", channel.target.as_str())];
-            let ms = channel.discovery.last_update_ms.load(Ordering::Relaxed);
-            ConstGauge::new(ms as f64 / 1000.0).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        write_family(
+            &mut encoder,
+            (
+                "calcmesh_client_discovery_last_update_timestamp_seconds",
+                "When discovery last delivered a change (Unix time; 0: never)",
+                Gauge,
+            ),
+            channels.iter().map(|c| {
+                let ms = c.discovery.last_update_ms.load(Ordering::Relaxed);
+                (target(c), ConstGauge::new(ms as f64 / 1000.0))
+            }),
+        )
     }
 }
 

@@ -40,4 +40,6 @@ pub mod trace;
 pub use balance::{EndpointCounts, Policy};
 pub use client::{ClientConfig, ClientError, MeshChannel, Target, connect};
 pub use health::HealthState;
-pub use server::{ENDPOINT_HEADER, ServeError, Server, ServerConfig, ServerStats, bind};
+pub use server::{
+    ENDPOINT_HEADER, ServeError, Server, ServerConfig, ServerStats, bind, serve_health,
+};

@@ -125,21 +125,32 @@ impl HttpBody for ReplayBody {
     }
 }
 
-/// Whether a transport error proves the request never reached the server.
+/// Whether a transport error proves the request never reached the server: the connection was
+/// refused, the server refused the stream (REFUSED_STREAM, e.g. after its GOAWAY), or hyper
+/// never wrote the request because the connection closed first (a server closing an old
+/// connection, see `max_connection_age`).
 pub(crate) fn never_reached_server(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
-        {
-            return true;
-        }
-        if e.to_string().contains("refused stream") {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    connection_refused(err)
+        || chain(err).any(|e| {
+            e.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_canceled)
+                || e.to_string().contains("refused stream")
+        })
+}
+
+/// Whether the connection itself was refused: nobody listens there (the endpoint is down).
+pub(crate) fn connection_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    chain(err).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
+}
+
+/// An error and its sources.
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
 }
 
 #[cfg(test)]

@@ -56,6 +56,12 @@ pub struct ServerConfig {
     pub policy: Option<Arc<Policy>>,
     /// Allow plaintext on a non-loopback address (logged as a warning).
     pub insecure: bool,
+    /// Close each connection gracefully (GOAWAY) once it is this old, so clients that discover
+    /// by DNS reconnect and spread over instances added since. `None` (default): no limit.
+    pub max_connection_age: Option<Duration>,
+    /// After [`max_connection_age`](Self::max_connection_age), how long calls on the old
+    /// connection may take before it is closed. Default 10 s.
+    pub max_connection_age_grace: Duration,
 }
 
 /// The response header naming the instance that answered (see [`ServerConfig::advertise`]).
@@ -74,6 +80,8 @@ impl Default for ServerConfig {
             tls: None,
             policy: None,
             insecure: false,
+            max_connection_age: None,
+            max_connection_age_grace: Duration::from_secs(10),
         }
     }
 }
@@ -280,7 +288,13 @@ impl Server {
                 response
             });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(age) = config.max_connection_age {
+            builder = builder
+                .max_connection_age(age)
+                .max_connection_age_grace(config.max_connection_age_grace);
+        }
+        let server = builder
             .layer(
                 tower::ServiceBuilder::new()
                     .layer(MetricsLayer::new(metrics.clone()))
@@ -320,6 +334,26 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Serves only `grpc.health.v1` from `health`, in plaintext, on `listener` until `shutdown`:
+/// for probes that cannot speak TLS, such as the kubelet's gRPC probe. It reports what the
+/// server owning `health` reports (NOT_SERVING from the moment that server drains), so stop it
+/// after that server has finished. Health says nothing secret, so any address is allowed.
+///
+/// # Errors
+/// The transport fails.
+pub async fn serve_health(
+    health: HealthState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(health.service())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
 }
 
 /// How long a TLS handshake may take before the connection is dropped.

@@ -216,6 +216,7 @@ impl ServerTls {
 pub struct ClientTls {
     ca_pem: Vec<u8>,
     identity: Option<(Vec<u8>, Vec<u8>)>,
+    server_name: Option<String>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -223,6 +224,7 @@ impl std::fmt::Debug for ClientTls {
         f.debug_struct("ClientTls")
             .field("ca", &format_args!("{} bytes of PEM", self.ca_pem.len()))
             .field("client_certificate", &self.identity.is_some())
+            .field("server_name", &self.server_name)
             .finish()
     }
 }
@@ -245,12 +247,24 @@ impl ClientTls {
         Ok(Self {
             ca_pem: read(ca)?,
             identity,
+            server_name: None,
         })
     }
 
+    /// Checks every server's certificate against `name` instead of the host dialled: for
+    /// endpoints found by address (a `dns:///` headless Service gives pod IPs) whose
+    /// certificates name the service.
+    pub fn with_server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
     pub(crate) fn tonic(&self) -> tonic::transport::ClientTlsConfig {
-        let config = tonic::transport::ClientTlsConfig::new()
+        let mut config = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem));
+        if let Some(name) = &self.server_name {
+            config = config.domain_name(name.clone());
+        }
         match &self.identity {
             Some((cert, key)) => config.identity(tonic::transport::Identity::from_pem(cert, key)),
             None => config,

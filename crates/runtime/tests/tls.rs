@@ -334,3 +334,30 @@ async fn certificates_reload_without_a_restart() {
     }
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_server_name_checks_certificates_of_endpoints_found_by_address() {
+    // The certificate names localhost and 127.0.0.1; the server is reached at 127.0.0.2, as a
+    // pod is reached at an IP that no certificate made in advance can name.
+    let pki = Pki::new("server-name");
+    let (tls_server, _) = server(Some(pki.server_files(false)), None);
+    let running = Running::start_on(tls_server, SocketAddr::from(([127, 0, 0, 2], 0)));
+    let by_address = calc(&channel(running.addr, Some(pki.client(None))))
+        .await
+        .unwrap_err();
+    assert_eq!(by_address.code(), Code::Unavailable, "{by_address}");
+    let named = pki.client(None).with_server_name("localhost");
+    assert_eq!(
+        calc(&channel(running.addr, Some(named))).await.unwrap(),
+        5.0
+    );
+    let wrong = pki.client(None).with_server_name("evaluator.example");
+    assert_eq!(
+        calc(&channel(running.addr, Some(wrong)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unavailable
+    );
+    running.stop().await;
+}
