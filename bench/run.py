@@ -14,6 +14,7 @@ the evaluator's extra latency over a direct Calculate.
 
     python3 bench/run.py                 # 3 rounds, ~5 minutes; rewrites BENCHMARKS.md's table and bench/chart.svg
     python3 bench/run.py --rounds 1 --seconds 2 --no-write   # a quick look
+    python3 bench/run.py --only calcmesh,bare --rounds 5       # an A/B of ours against bare tonic (prints only)
 """
 import argparse
 import json
@@ -176,7 +177,7 @@ def table(results):
 def ratios(results):
     ours = results["calcmesh (shipped)"]
     out = []
-    for peer in ["bare tonic", "python grpcio sync", "python grpc.aio", "node grpc-js"]:
+    for peer in [p for p in SERVERS if p in results and p != "calcmesh (shipped)"]:
         r = median_of(ours, "rps") / median_of(results[peer], "rps")
         c = median_of(ours, "cpu_us") / median_of(results[peer], "cpu_us")
         p = median_of(ours, "p50_us") / median_of(results[peer], "p50_us")
@@ -216,19 +217,30 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="length of each throughput run")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md, bench/chart.svg and bench/results.json alone")
+    parser.add_argument("--only", help="comma-separated parts of server names (e.g. calcmesh,bare): measure only those, skip the stream and evaluator figures, write nothing")
     args = parser.parse_args()
+    servers = SERVERS
+    if args.only:
+        wanted = args.only.split(",")
+        servers = {n: c for n, c in SERVERS.items() if any(w in n for w in wanted)}
+        if "calcmesh (shipped)" not in servers:
+            parser.error("--only must include calcmesh: every ratio is against it")
+        args.no_write = True
     prepare()
     body = os.path.join(tempfile.mkdtemp(), "calculate.bin")
     grpc_body(body)
-    results = {name: [] for name in SERVERS}
+    results = {name: [] for name in servers}
     for r in range(args.rounds):
-        for name, cmd in SERVERS.items():
+        for name, cmd in servers.items():
             print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
             results[name].append(measure(name, cmd, body, args.seconds, conns_test=(r == 0)))
+    report = "\n\n".join([table(results), ratios(results)])
+    if args.only:
+        print(report)
+        return
     extra = extras(args.seconds)
     report = "\n\n".join([
-        table(results),
-        ratios(results),
+        report,
         f"| CalculateStream vs unary (calcmesh bench, 256 in flight: 4 streams × 64 vs 256 calls) | {extra['stream_rps']:,.0f} msgs/s vs {extra['unary_rps']:,.0f} calls/s = {extra['stream_rps'] / extra['unary_rps']:.2f}× |\n| --- | --- |\n"
         f"| evaluator's extra latency (p50, `10 * 5` via Evaluate vs Calculate direct) | {extra['evaluate_p50_us'] - extra['direct_p50_us']:.0f} µs ({extra['evaluate_p50_us']} vs {extra['direct_p50_us']} µs) |",
     ])

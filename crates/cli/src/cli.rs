@@ -32,6 +32,10 @@ pub(crate) struct Cli {
         default_value = "text"
     )]
     pub(crate) log_format: LogFormat,
+    /// Threads that run calls. Default: the CPUs this process may use (its affinity and cgroup
+    /// quota). With 1, a single-threaded runtime without work stealing, which is faster there.
+    #[arg(long, global = true, env = "CALCMESH_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) worker_threads: Option<u16>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

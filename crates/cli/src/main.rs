@@ -45,11 +45,27 @@ fn init_logging(default: &str, format: LogFormat) {
     }
 }
 
+/// The async runtime: multi-threaded, or single-threaded where one thread is all there is.
+fn runtime(worker_threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = worker_threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_all().build()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_) | Command::Up(_));
     init_logging(if serving { "info" } else { "warn" }, cli.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(cli.worker_threads) {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
