@@ -428,6 +428,10 @@ pub(crate) struct ServerArgs {
     /// DNS spread over new instances (e.g. 5m). Off unless given.
     #[arg(long, env = "CALCMESH_MAX_CONNECTION_AGE")]
     pub(crate) max_connection_age: Option<humantime::Duration>,
+    /// How long a new connection may take to finish its TLS handshake and send the HTTP/2
+    /// preface before it is closed (a client that connects and sends nothing).
+    #[arg(long, env = "CALCMESH_HANDSHAKE_TIMEOUT", default_value_t = ServerConfig::default().handshake_timeout.into())]
+    pub(crate) handshake_timeout: humantime::Duration,
     /// After --max-connection-age, how long calls on the old connection may take.
     #[arg(long, env = "CALCMESH_MAX_CONNECTION_AGE_GRACE", default_value_t = ServerConfig::default().max_connection_age_grace.into())]
     pub(crate) max_connection_age_grace: humantime::Duration,
@@ -475,6 +479,7 @@ impl ServerArgs {
             advertise: self.advertise.clone(),
             max_connection_age: self.max_connection_age.map(Into::into),
             max_connection_age_grace: self.max_connection_age_grace.into(),
+            handshake_timeout: self.handshake_timeout.into(),
         })
     }
 }

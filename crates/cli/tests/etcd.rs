@@ -302,3 +302,113 @@ async fn registration_and_discovery_through_an_etcd_that_requires_mutual_tls() {
     drop(server);
     let _ = std::fs::remove_dir_all(&pki);
 }
+
+/// Evaluations through the evaluator at `addr` until `until`; (ok, failed, first failure).
+async fn evaluations(addr: String, until: Instant) -> (u64, u64, Option<String>) {
+    use calcmesh_proto::evaluator::EvaluateRequest;
+    use calcmesh_proto::evaluator::evaluator_client::EvaluatorClient;
+    let config = ClientConfig {
+        idempotent: calcmesh_proto::idempotent_methods(),
+        ..ClientConfig::default()
+    };
+    let channel = calcmesh_runtime::connect(&addr.parse().unwrap(), &config).unwrap();
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..4u64 {
+        let mut client = EvaluatorClient::new(channel.clone());
+        workers.spawn(async move {
+            let (mut ok, mut failed, mut first) = (0, 0, None);
+            let mut i = w;
+            while Instant::now() < until {
+                let x = (i % 100) as f64;
+                let mut request = tonic::Request::new(EvaluateRequest {
+                    expression: format!("({x} + 1) * ({x} - 1) + 2 ^ 3"),
+                });
+                request.set_timeout(Duration::from_secs(2));
+                match client.evaluate(request).await {
+                    Ok(r) if r.get_ref().value == (x + 1.0) * (x - 1.0) + 8.0 => ok += 1,
+                    other => {
+                        failed += 1;
+                        first.get_or_insert(format!("{other:?}"));
+                    }
+                }
+                i += 4;
+            }
+            (ok, failed, first)
+        });
+    }
+    let (mut ok, mut failed, mut first) = (0, 0, None);
+    while let Some(done) = workers.join_next().await {
+        let (o, f, e) = done.unwrap();
+        ok += o;
+        failed += f;
+        first = first.or(e);
+    }
+    (ok, failed, first)
+}
+
+/// Chaos: under continuous load — Calculate through etcd discovery, and evaluations through an
+/// evaluator that finds the calculators in etcd — a calculator is SIGKILLed and a new one
+/// started every 1.5 s, and etcd itself is restarted half-way. No call may fail.
+/// `CALCMESH_CHAOS_SECONDS` sets the length (20 s in the test command; 60 s by hand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kill_and_restart_instances_and_etcd_under_load_fails_no_call() {
+    let seconds: u64 = std::env::var("CALCMESH_CHAOS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let mut etcd = Etcd::start().await;
+    let mut servers = three_registered(&etcd).await;
+    let target = etcd.target("calculator");
+    let evaluator = ServerProcess::start(
+        BIN,
+        &[
+            "serve",
+            "evaluator",
+            "--listen",
+            "127.0.0.1:0",
+            "--calculator",
+            &target,
+        ],
+    )
+    .await;
+    let length = Duration::from_secs(seconds);
+    let (channel, tally, run) = load_through_etcd(&etcd, length);
+    let evals = tokio::spawn(evaluations(evaluator.addr.clone(), Instant::now() + length));
+    eventually("load flowing", Duration::from_secs(5), || async {
+        tally.ok.load(Ordering::Relaxed) > 500
+    })
+    .await;
+
+    let started = Instant::now();
+    let (mut kills, mut etcd_restarted) = (0, false);
+    while started.elapsed() + Duration::from_secs(3) < length {
+        // Kill the oldest instance; a new one takes its place.
+        let victim = servers.remove(0);
+        signal(&victim, "-KILL").await;
+        drop(victim);
+        kills += 1;
+        if !etcd_restarted && started.elapsed() * 2 >= length {
+            etcd.stop().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            etcd.run().await;
+            etcd_restarted = true;
+        }
+        servers.push(registered_calculator(&etcd).await);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let first_failure = run.await.unwrap();
+    let (eval_ok, eval_failed, eval_first) = evals.await.unwrap();
+    let (ok, failed) = (
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "chaos {seconds} s: {kills} instances SIGKILLed and replaced, etcd restarted once; \
+         Calculate: {ok} ok, {failed} failed; Evaluate: {eval_ok} ok, {eval_failed} failed"
+    );
+    assert!(etcd_restarted && kills >= 3, "{kills} kills");
+    assert_eq!(failed, 0, "first failure: {first_failure:?}");
+    assert_eq!(eval_failed, 0, "first failure: {eval_first:?}");
+    assert!(eval_ok > 100, "{eval_ok} evaluations: the load ran");
+    drop(channel);
+}

@@ -1,5 +1,6 @@
-//! Instances that die or drain under continuous load cost no failed call: three
-//! `calcmesh serve calculator` processes, a client balancing over them, and a signal to one.
+//! Instances that die or drain under continuous load cost no failed call, and one that freezes
+//! costs only the calls it holds, each ended at its deadline: three `calcmesh serve calculator`
+//! processes, a client balancing over them, and a signal to one.
 
 mod common;
 
@@ -11,7 +12,7 @@ use calcmesh_runtime::{ClientConfig, Target};
 use tokio::process::Command;
 use tokio::time::Instant;
 
-use common::{ServerProcess, Tally, load};
+use common::{ServerProcess, Tally, load, load_with_deadline};
 
 async fn signal(server: &ServerProcess, name: &str) {
     let pid = server.child.id().unwrap().to_string();
@@ -77,9 +78,63 @@ async fn scenario(sig: &str) {
     );
 }
 
-/// One test, two scenarios in turn, so they do not compete for the machine's cores.
+/// An instance frozen with SIGSTOP — alive, connected, silent — for 3 s under load with a
+/// 300 ms deadline per call: calls it holds end at their deadline, and the rest move on to the
+/// others (least_request avoids an endpoint whose calls pile up).
+async fn frozen() {
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(ServerProcess::calcmesh().await);
+    }
+    let target = Target::Static(servers.iter().map(|s| s.addr.parse().unwrap()).collect());
+    let config = ClientConfig {
+        idempotent: calcmesh_proto::idempotent_methods(),
+        ..ClientConfig::default()
+    };
+    let channel = calcmesh_runtime::connect(&target, &config).unwrap();
+    let tally = Arc::new(Tally::default());
+    let deadline = Duration::from_millis(300);
+    let started = Instant::now();
+    let run = tokio::spawn(load_with_deadline(
+        channel.clone(),
+        8,
+        started + Duration::from_secs(4),
+        tally.clone(),
+        deadline,
+    ));
+    while tally.ok.load(Ordering::Relaxed) < 1_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "load never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&servers[1], "-STOP").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&servers[1], "-CONT").await;
+    let first_failure = run.await.unwrap();
+    let ok = tally.ok.load(Ordering::Relaxed);
+    let failed = tally.failed.load(Ordering::Relaxed);
+    let late = tally.deadline_exceeded.load(Ordering::Relaxed);
+    let slowest = tally.slowest_ms.load(Ordering::Relaxed);
+    eprintln!(
+        "-STOP for 3 s: {ok} calls ok, {failed} failed ({late} DEADLINE_EXCEEDED), slowest {slowest} ms"
+    );
+    assert_eq!(failed, late, "only deadlines: {first_failure:?}");
+    assert!(
+        slowest < 300 + 200,
+        "every call ended within its deadline (+200 ms): {slowest} ms"
+    );
+    assert!(
+        failed * 20 < ok,
+        "the others took the load: {failed} of {ok} failed"
+    );
+}
+
+/// One test, three scenarios in turn, so they do not compete for the machine's cores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_or_sigterm_of_one_instance_under_load_fails_no_call() {
+async fn sigkill_sigterm_or_sigstop_of_one_instance_under_load() {
     scenario("-KILL").await;
     scenario("-TERM").await;
+    frozen().await;
 }

@@ -4,7 +4,10 @@
 //! An [`Admin`] is told what to report: [`Admin::server`] adds a server's metrics and makes
 //! readiness fail while it drains; [`Admin::client`] adds a channel's metrics and makes
 //! readiness fail while the channel has no endpoint that can take calls. `/readyz` answers
-//! 503 with one line per reason.
+//! 503 with one line per reason. `/metrics` always has the process's own figures, read at
+//! scrape time: `process_resident_memory_bytes`, `process_open_fds` (the names Prometheus
+//! client libraries use) and `calcmesh_runtime_alive_tasks` (tokio tasks alive), which is how
+//! leaks show in a soak test.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,11 +58,14 @@ impl Admin {
 
     /// The OpenMetrics text of everything reported.
     pub fn metrics_text(&self) -> String {
+        let mut process = prometheus_client::registry::Registry::default();
+        process.register_collector(Box::new(ProcessCollector));
         let registries: Vec<_> = self
             .servers
             .iter()
             .map(|m| m.registry())
             .chain(self.clients.iter().map(|m| m.registry()))
+            .chain([&process])
             .collect();
         crate::metrics::encode(&registries)
     }
@@ -129,5 +135,50 @@ impl Admin {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
+    }
+}
+
+/// The process's memory, file descriptors and tokio tasks, read when scraped.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType::Gauge;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let rss_kib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<i64>().ok())
+            });
+        let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64);
+        let tasks =
+            tokio::runtime::Handle::try_current().map(|h| h.metrics().num_alive_tasks() as i64);
+        for (name, help, value) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                rss_kib.map(|k| k * 1024),
+            ),
+            ("process_open_fds", "Open file descriptors", fds.ok()),
+            (
+                "calcmesh_runtime_alive_tasks",
+                "tokio tasks alive in the process",
+                tasks.ok(),
+            ),
+        ] {
+            if let Some(value) = value {
+                let metric = encoder.encode_descriptor(name, help, None, Gauge)?;
+                ConstGauge::new(value).encode(metric)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -1,4 +1,8 @@
-//! The per-message size limit, enforced on the wire.
+//! What the wire may carry: a gRPC content type, and messages within the size limit.
+//!
+//! A request whose `content-type` is not `application/grpc` (or `application/grpc+…`) is not a
+//! gRPC call: it gets HTTP 415, as the gRPC over HTTP/2 spec says, with `grpc-status`
+//! INVALID_ARGUMENT naming the type, so a gRPC client can say what went wrong.
 //!
 //! gRPC says a message larger than the receiver's limit fails with RESOURCE_EXHAUSTED; tonic's
 //! own decoder answers OUT_OF_RANGE. [`MessageSizeLimitLayer`] reads the 5-byte length prefix of
@@ -45,28 +49,57 @@ pub struct MessageSizeLimit<S> {
     limit: usize,
 }
 
+/// Whether `headers` say the body is gRPC.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("application/grpc"))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+') || rest.starts_with(';'))
+}
+
+/// HTTP 415 for a request that is not gRPC.
+fn unsupported_media_type(headers: &http::HeaderMap) -> http::Response<Body> {
+    let given = headers
+        .get(http::header::CONTENT_TYPE)
+        .map_or_else(|| "none".to_owned(), |v| format!("{v:?}"));
+    let mut response = Status::invalid_argument(format!(
+        "content-type {given} is not a gRPC request: expected application/grpc"
+    ))
+    .into_http::<Body>();
+    *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    response
+}
+
 impl<S> tower_service::Service<http::Request<Body>> for MessageSizeLimit<S>
 where
-    S: tower_service::Service<http::Request<Body>>,
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>,
 {
-    type Response = S::Response;
+    type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = futures_util::future::Either<
+        futures_util::future::Ready<Result<http::Response<Body>, S::Error>>,
+        S::Future,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        use futures_util::future::{Either, ready};
+        if !is_grpc(req.headers()) {
+            return Either::Left(ready(Ok(unsupported_media_type(req.headers()))));
+        }
         let limit = self.limit;
-        self.inner.call(req.map(|body| {
+        Either::Right(self.inner.call(req.map(|body| {
             Body::new(LimitedBody {
                 inner: body,
                 limit,
                 scanner: FrameScanner::default(),
                 failed: None,
             })
-        }))
+        })))
     }
 }
 

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     /// After [`max_connection_age`](Self::max_connection_age), how long calls on the old
     /// connection may take before it is closed. Default 10 s.
     pub max_connection_age_grace: Duration,
+    /// How long a new connection may take to complete its TLS handshake and send the HTTP/2
+    /// preface; a client that connects and sends nothing is closed then. Default 10 s.
+    pub handshake_timeout: Duration,
 }
 
 /// The response header naming the instance that answered (see [`ServerConfig::advertise`]).
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             insecure: false,
             max_connection_age: None,
             max_connection_age_grace: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -267,12 +271,7 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        let incoming = accept(
-            listener,
-            config.tls.clone(),
-            stats,
-            config.keepalive_interval,
-        );
+        let incoming = accept(listener, &config, stats);
         let advertise = config
             .advertise
             .clone()
@@ -356,20 +355,22 @@ pub async fn serve_health(
     Ok(())
 }
 
-/// How long a TLS handshake may take before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Accepts connections (TCP_NODELAY, TCP keepalive, counted) and, with TLS, completes each
 /// handshake in its own task, so a slow or silent client never holds up the others. Failed
-/// handshakes (a plaintext client on a TLS port, an unknown CA…) are logged and dropped. The
+/// handshakes (a plaintext client on a TLS port, an unknown CA…) are logged and dropped. Every
+/// connection must then send the HTTP/2 preface within the handshake timeout ([`Preface`]). The
 /// loop and the listener end when the server stops taking connections.
 fn accept(
     listener: TcpListener,
-    tls: Option<Arc<ServerTls>>,
+    config: &ServerConfig,
     stats: Arc<ServerStats>,
-    keepalive: Duration,
-) -> ReceiverStream<std::io::Result<Conn>> {
+) -> ReceiverStream<std::io::Result<Preface>> {
     let (tx, rx) = mpsc::channel(64);
+    let (tls, keepalive, handshake) = (
+        config.tls.clone(),
+        config.keepalive_interval,
+        config.handshake_timeout,
+    );
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -389,17 +390,23 @@ fn accept(
             let _ = socket2::SockRef::from(&tcp)
                 .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(keepalive));
             tracing::debug!(%peer, "connection accepted");
+            let deadline = tokio::time::Instant::now() + handshake;
             let Some(tls) = &tls else {
-                if tx.send(Ok(Conn::Plain(tcp))).await.is_err() {
+                if tx
+                    .send(Ok(Preface::new(Conn::Plain(tcp), deadline)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
             };
             let (acceptor, tx) = (tls.acceptor(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(Conn::Tls(Box::new(stream)))).await;
+                        let conn = Conn::Tls(Box::new(stream));
+                        let _ = tx.send(Ok(Preface::new(conn, deadline))).await;
                     }
                     Ok(Err(err)) => tracing::warn!(%peer, %err, "TLS handshake failed"),
                     Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
@@ -408,4 +415,110 @@ fn accept(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// The length of the HTTP/2 client connection preface.
+const PREFACE_LEN: usize = 24;
+
+pin_project_lite::pin_project! {
+    /// A connection whose first [`PREFACE_LEN`] bytes must arrive by a deadline: reading fails
+    /// with `TimedOut` after it, so hyper closes a connection that never started HTTP/2 (a
+    /// client that connects and sends nothing, or too little). After the preface it is the
+    /// connection itself.
+    pub(crate) struct Preface {
+        #[pin]
+        conn: Conn,
+        remaining: usize,
+        deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl Preface {
+    fn new(conn: Conn, deadline: tokio::time::Instant) -> Self {
+        Self {
+            conn,
+            remaining: PREFACE_LEN,
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Preface {
+    type ConnectInfo = crate::tls::PeerInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.conn.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Preface {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.project();
+        let Some(deadline) = this.deadline.as_mut() else {
+            return this.conn.poll_read(cx, buf);
+        };
+        let before = buf.filled().len();
+        match this.conn.poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let read = buf.filled().len() - before;
+                *this.remaining = this.remaining.saturating_sub(read);
+                if *this.remaining == 0 || read == 0 {
+                    *this.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    tracing::debug!("closing a connection that sent no HTTP/2 preface in time");
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no HTTP/2 preface within the handshake timeout",
+                    )))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Preface {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.project().conn.poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().conn.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().conn.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.project().conn.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.conn.is_write_vectored()
+    }
 }

@@ -206,6 +206,10 @@ pub async fn calcmesh(args: &[&str], stdin: &str) -> Output {
 pub struct Tally {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
+    /// Failures that were DEADLINE_EXCEEDED (also counted in `failed`).
+    pub deadline_exceeded: AtomicU64,
+    /// The longest any call took, in milliseconds.
+    pub slowest_ms: AtomicU64,
     pub by_endpoint: Mutex<HashMap<String, u64>>,
 }
 
@@ -221,12 +225,24 @@ impl Tally {
     }
 }
 
-/// Calls from `workers` tasks until `until`; every failure is counted and its first reason kept.
+/// Calls from `workers` tasks until `until`, each with a 2 s deadline; every failure is counted
+/// and its first reason kept.
 pub async fn load(
     channel: MeshChannel,
     workers: usize,
     until: Instant,
     tally: Arc<Tally>,
+) -> Option<String> {
+    load_with_deadline(channel, workers, until, tally, Duration::from_secs(2)).await
+}
+
+/// [`load`] with each call's deadline given.
+pub async fn load_with_deadline(
+    channel: MeshChannel,
+    workers: usize,
+    until: Instant,
+    tally: Arc<Tally>,
+    deadline: Duration,
 ) -> Option<String> {
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {
@@ -241,8 +257,13 @@ pub async fn load(
                     num2: 2.0,
                     operator: "*".into(),
                 });
-                request.set_timeout(Duration::from_secs(2));
-                match client.calculate(request).await {
+                request.set_timeout(deadline);
+                let sent = Instant::now();
+                let result = client.calculate(request).await;
+                tally
+                    .slowest_ms
+                    .fetch_max(sent.elapsed().as_millis() as u64, Ordering::Relaxed);
+                match result {
                     Ok(r) if r.get_ref().result == i * 2.0 => {
                         tally.ok.fetch_add(1, Ordering::Relaxed);
                         if let Some(e) = r
@@ -260,6 +281,12 @@ pub async fn load(
                     }
                     other => {
                         tally.failed.fetch_add(1, Ordering::Relaxed);
+                        if other
+                            .as_ref()
+                            .is_err_and(|e| e.code() == tonic::Code::DeadlineExceeded)
+                        {
+                            tally.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
+                        }
                         first_failure.get_or_insert(format!("{other:?}"));
                     }
                 }
