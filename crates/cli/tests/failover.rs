@@ -55,6 +55,7 @@ async fn scenario(sig: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     signal(&servers[1], sig).await;
+    let at_signal = tally.ok.load(Ordering::Relaxed);
     let first_failure = run.await.unwrap();
     let (ok, failed) = (
         tally.ok.load(Ordering::Relaxed),
@@ -66,9 +67,11 @@ async fn scenario(sig: &str) {
         started.elapsed()
     );
     assert_eq!(failed, 0, "first failure: {first_failure:?}");
+    // Not a speed test (the machine is shared): the load went on, well past the signal.
     assert!(
-        rate >= 2_000.0,
-        "the load is at least 2 000 calls/s ({rate:.0}/s)"
+        ok >= at_signal + 1_000,
+        "{} calls after the signal",
+        ok - at_signal
     );
     let counts = channel.endpoints();
     assert_eq!(
