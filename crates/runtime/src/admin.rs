@@ -80,11 +80,12 @@ impl Admin {
             let counts = channel.endpoints();
             if counts.eligible == 0 {
                 reasons.push(format!(
-                    "no endpoint of {} can take calls: {} known, {} not serving, {} unreachable",
+                    "no endpoint of {} can take calls: {} known, {} not serving, {} unreachable, {} reconnecting",
                     channel.target(),
                     counts.total,
                     counts.not_serving,
-                    counts.down
+                    counts.down,
+                    counts.connecting
                 ));
             }
         }

@@ -70,6 +70,9 @@ pub(crate) enum State {
     NotServing = 2,
     /// Its connection failed: out of rotation until the health watcher reconnects.
     Down = 3,
+    /// Its connection was lost and a new one is being made: out of rotation, but calls with no
+    /// other endpoint wait for it (briefly) instead of failing — gRPC's CONNECTING.
+    Connecting = 4,
 }
 
 impl State {
@@ -78,6 +81,7 @@ impl State {
             1 => State::Serving,
             2 => State::NotServing,
             3 => State::Down,
+            4 => State::Connecting,
             _ => State::Unknown,
         }
     }
@@ -195,9 +199,6 @@ impl Backoff {
 /// Keeps `endpoint`'s state current from its health service, until the endpoint is dropped.
 async fn watch_health(endpoint: Weak<Endpoint>, service: String) {
     let mut backoff = Backoff::new();
-    // Whether the last watch ended without a NOT_SERVING: watch again at once, since a server
-    // closing an old connection (max connection age) is not a server going down.
-    let mut again_now = false;
     loop {
         let Some(channel) = endpoint.upgrade().map(|e| e.channel.clone()) else {
             return;
@@ -213,26 +214,29 @@ async fn watch_health(endpoint: Weak<Endpoint>, service: String) {
         match HealthClient::new(channel).watch(request).await {
             Ok(stream) => {
                 let mut stream = stream.into_inner();
+                let mut updates = 0;
                 while let Ok(Some(update)) = stream.message().await {
                     backoff.reset();
-                    again_now = false;
+                    updates += 1;
                     set(if update.status() == ServingStatus::Serving {
                         State::Serving
                     } else {
                         State::NotServing
                     });
                 }
-                // The stream ended: a draining server already said NOT_SERVING; a closed
-                // connection says nothing. Watch again at once on a new connection; if that
-                // fails, the endpoint is down (below) until a watch works.
+                // The stream ended: a draining server already said NOT_SERVING; a lost
+                // connection (a server closing an old one, a host gone silent and found out by
+                // the keepalive) says nothing. Out of rotation while a new connection is made:
+                // a watch that worked is tried again at once, and if that fails the endpoint is
+                // down (below).
                 let serving = endpoint
                     .upgrade()
                     .is_some_and(|e| e.state() == State::Serving);
-                if serving && !std::mem::replace(&mut again_now, true) {
-                    continue;
-                }
                 if serving {
-                    set(State::Down);
+                    set(State::Connecting);
+                }
+                if updates > 0 {
+                    continue;
                 }
             }
             Err(status) if status.code() == tonic::Code::Unimplemented => {
@@ -280,6 +284,8 @@ pub struct EndpointCounts {
     pub not_serving: usize,
     /// Endpoints whose connection failed.
     pub down: usize,
+    /// Endpoints whose connection was lost and is being made again.
+    pub connecting: usize,
 }
 
 /// Makes the channel of a new endpoint from its `host:port`.
@@ -459,6 +465,7 @@ impl Balancer {
                 State::Unknown | State::Serving => counts.eligible += 1,
                 State::NotServing => counts.not_serving += 1,
                 State::Down => counts.down += 1,
+                State::Connecting => counts.connecting += 1,
             }
         }
         counts

@@ -28,7 +28,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use crate::balance::{Balancer, EndpointCounts, Outstanding, Policy};
 use crate::discovery::{Change, Discover, Dns, StaticList};
 use crate::metrics::ClientMetrics;
-use crate::retry::{ReplayBody, connection_refused, never_reached_server};
+use crate::retry::{ReplayBody, never_reached_server, unreachable};
 
 /// The target forms accepted, for error messages and `--help`.
 pub const TARGET_FORMS: &str = "host:port, http://host:port, ipv4:ADDR:PORT[,ADDR:PORT...], \
@@ -362,6 +362,7 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
         budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
         max_attempts: config.max_attempts.max(1),
         idempotent: config.idempotent.clone(),
+        connect_timeout: config.connect_timeout,
         metrics: config.metrics.clone(),
         retries: AtomicU64::new(0),
         discovery,
@@ -404,6 +405,8 @@ pub(crate) struct Shared {
     budget: TpsBudget,
     max_attempts: usize,
     idempotent: Vec<String>,
+    /// How long a call may wait for a reconnecting endpoint.
+    connect_timeout: Duration,
     metrics: Option<Arc<ClientMetrics>>,
     /// Attempts sent again on another endpoint.
     retries: AtomicU64,
@@ -474,6 +477,7 @@ impl Shared {
             eligible,
             not_serving,
             down,
+            connecting,
         } = self.balancer.counts();
         let cause = self
             .balancer
@@ -481,9 +485,34 @@ impl Shared {
             .map(|f| format!(" (last failure: {f})"))
             .unwrap_or_default();
         Box::new(Status::unavailable(format!(
-            "no endpoint of {} can take calls: {total} known, {eligible} eligible, {not_serving} not serving, {down} unreachable{cause}",
+            "no endpoint of {} can take calls: {total} known, {eligible} eligible, {not_serving} not serving, {down} unreachable, {connecting} reconnecting{cause}",
             self.target
         )))
+    }
+
+    /// An endpoint for the next attempt. With none eligible but some reconnecting (gRPC's
+    /// CONNECTING), waits for one — at most the connect timeout, and never past the deadline.
+    async fn pick(
+        &self,
+        tried: &[Arc<crate::balance::Endpoint>],
+        deadline: Option<Instant>,
+    ) -> Option<Arc<crate::balance::Endpoint>> {
+        let mut changes = self.balancer.subscribe();
+        let until = Instant::now() + self.connect_timeout;
+        let until = deadline.map_or(until, |d| d.min(until));
+        loop {
+            changes.borrow_and_update();
+            if let Some(endpoint) = self.balancer.pick(tried) {
+                return Some(endpoint);
+            }
+            if self.balancer.counts().connecting == 0
+                || tokio::time::timeout_at(until, changes.changed())
+                    .await
+                    .is_err()
+            {
+                return None;
+            }
+        }
     }
 
     async fn call(
@@ -519,8 +548,12 @@ impl Shared {
         self.budget.deposit();
         let mut tried = Vec::new();
         loop {
-            let Some(endpoint) = self.balancer.pick(&tried) else {
-                return Err(self.no_endpoint());
+            let Some(endpoint) = self.pick(&tried, deadline).await else {
+                return Err(if deadline.is_some_and(|d| Instant::now() >= d) {
+                    deadline_exceeded()
+                } else {
+                    self.no_endpoint()
+                });
             };
             let Some(attempt_body) = body.replay() else {
                 return Err(Box::new(Status::unavailable("request too large to retry")));
@@ -571,7 +604,7 @@ impl Shared {
                         return Err(deadline_exceeded());
                     }
                     let unseen = never_reached_server(&err);
-                    if connection_refused(&err) {
+                    if unreachable(&err) {
                         endpoint.set_down(crate::balance::error_chain(&err));
                     }
                     tried.push(endpoint);
@@ -584,8 +617,19 @@ impl Shared {
                         // UNKNOWN for a reset connection).
                         let endpoint = &tried[tried.len() - 1].authority;
                         let cause = crate::balance::error_chain(&err);
+                        let attempts = match tried.len() {
+                            1 => String::new(),
+                            n => format!(
+                                " (attempt {n}, after {})",
+                                tried[..n - 1]
+                                    .iter()
+                                    .map(|e| e.authority.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        };
                         return Err(Box::new(Status::unavailable(format!(
-                            "{endpoint}: {cause}"
+                            "{endpoint}: {cause}{attempts}"
                         ))));
                     }
                     self.retries.fetch_add(1, Ordering::Relaxed);
@@ -677,7 +721,7 @@ impl prometheus_client::collector::Collector for ChannelsCollector {
             &mut encoder,
             (
                 "calcmesh_client_endpoints",
-                "Endpoints of the target by state: eligible (takes calls), not_serving, down",
+                "Endpoints of the target by state: eligible (takes calls), not_serving, down, connecting",
                 Gauge,
             ),
             channels.iter().flat_map(|c| {
@@ -686,6 +730,7 @@ impl prometheus_client::collector::Collector for ChannelsCollector {
                     ("eligible", counts.eligible),
                     ("not_serving", counts.not_serving),
                     ("down", counts.down),
+                    ("connecting", counts.connecting),
                 ]
                 .map(|(state, n)| {
                     let labels = [("target", c.target.clone()), ("state", state.to_owned())];

@@ -125,12 +125,12 @@ impl HttpBody for ReplayBody {
     }
 }
 
-/// Whether a transport error proves the request never reached the server: the connection was
-/// refused, the server refused the stream (REFUSED_STREAM, e.g. after its GOAWAY), or hyper
+/// Whether a transport error proves the request never reached the server: no connection could
+/// be made, the server refused the stream (REFUSED_STREAM, e.g. after its GOAWAY), or hyper
 /// never wrote the request because the connection closed first (a server closing an old
 /// connection, see `max_connection_age`).
 pub(crate) fn never_reached_server(err: &(dyn std::error::Error + 'static)) -> bool {
-    connection_refused(err)
+    unreachable(err)
         || chain(err).any(|e| {
             e.downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_canceled)
@@ -138,11 +138,19 @@ pub(crate) fn never_reached_server(err: &(dyn std::error::Error + 'static)) -> b
         })
 }
 
-/// Whether the connection itself was refused: nobody listens there (the endpoint is down).
-pub(crate) fn connection_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether no connection could be made: refused (nobody listens there), unreachable, or not
+/// made within the connect timeout (a host cut off the network). The endpoint is down.
+pub(crate) fn unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{ConnectionRefused, HostUnreachable, NetworkUnreachable, TimedOut};
     chain(err).any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ConnectionRefused | HostUnreachable | NetworkUnreachable | TimedOut
+            )
+        })
+        // tonic's connect timeout; a call's own deadline is a different error (TimeoutExpired).
+            || e.is::<tokio::time::error::Elapsed>()
     })
 }
 
