@@ -194,56 +194,108 @@ async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
 
 async fn keep_registered(config: RegistrationConfig, mut stopped: watch::Receiver<bool>) {
     let mut backoff = Backoff::new();
+    // The lease this server holds, kept across reconnections: a lease belongs to the cluster,
+    // not to one member, so keeping it alive through another member keeps the key in place.
+    let mut lease = None;
     loop {
-        match registered_session(&config, &mut stopped, &mut backoff).await {
+        match session(&config, &mut stopped, &mut lease, &mut backoff).await {
             Ok(()) => return,
+            Err(err) if lease.is_some() => {
+                tracing::warn!(service = %config.service, addr = %config.addr, %err, "etcd: lost the member keeping the lease alive; reconnecting")
+            }
             Err(err) => {
                 tracing::warn!(service = %config.service, addr = %config.addr, %err, "etcd: registration lost, registering again")
             }
         }
+        // While a lease may still be alive, try again well before it runs out.
+        let pause = match lease {
+            Some(_) => backoff.next().min(config.ttl / 3),
+            None => backoff.next(),
+        };
         tokio::select! {
-            () = tokio::time::sleep(backoff.next()) => {}
+            () = tokio::time::sleep(pause) => {}
             () = until_stopped(&mut stopped) => return,
         }
     }
 }
 
-/// Registers once and keeps the lease alive; `Ok` once deregistered on request.
-async fn registered_session(
+/// `future`, or an error after `limit`: no etcd request may outlast a third of the lease's TTL,
+/// or a member that stopped answering (cut off, or without a leader) would cost the lease.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    future: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => result.map_err(|e| format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {limit:?}")),
+    }
+}
+
+/// Connects, registers unless `lease` is still held, and keeps the lease alive; `Ok` once
+/// deregistered on request. A keepalive unanswered within a third of the TTL ends the session,
+/// so a member cut off from the network is left well before the lease runs out.
+async fn session(
     config: &RegistrationConfig,
     stopped: &mut watch::Receiver<bool>,
+    lease: &mut Option<i64>,
     backoff: &mut Backoff,
 ) -> Result<(), String> {
     let e = |e: etcd_client::Error| e.to_string();
-    let mut client = Client::connect(&config.endpoints, Some(options(config.tls.as_ref())))
-        .await
-        .map_err(e)?;
+    let third = config.ttl / 3;
+    let options = Some(options(config.tls.as_ref()));
+    let mut client = within(
+        third,
+        "connect",
+        Client::connect(&config.endpoints, options),
+    )
+    .await?;
     let ttl = i64::try_from(config.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-    let lease = client.lease_grant(ttl, None).await.map_err(e)?.id();
     let key = format!("{}/{}", config.service, config.addr);
-    client
-        .put(
-            key.clone(),
-            registration_value(&config.addr),
-            Some(PutOptions::new().with_lease(lease)),
-        )
-        .await
-        .map_err(e)?;
-    tracing::info!(%key, lease, ttl, "etcd: registered");
-    backoff.reset();
-    let (mut keeper, mut acks) = client.lease_keep_alive(lease).await.map_err(e)?;
-    let mut every = tokio::time::interval(config.ttl / 3);
+    // A lease still held from before the reconnection may have run out meanwhile.
+    if let Some(id) = *lease {
+        let left = within(third, "lease TTL", client.lease_time_to_live(id, None)).await?;
+        if left.ttl() <= 0 {
+            tracing::info!(%key, lease = id, "etcd: the lease ran out while etcd was out of reach");
+            *lease = None;
+        }
+    }
+    let id = match *lease {
+        Some(id) => id,
+        None => {
+            let id = within(third, "lease grant", client.lease_grant(ttl, None))
+                .await?
+                .id();
+            let put = client.put(
+                key.clone(),
+                registration_value(&config.addr),
+                Some(PutOptions::new().with_lease(id)),
+            );
+            within(third, "put", put).await?;
+            tracing::info!(%key, lease = id, ttl, "etcd: registered");
+            *lease = Some(id);
+            id
+        }
+    };
+    let (mut keeper, mut acks) = within(third, "keepalive", client.lease_keep_alive(id)).await?;
+    let mut every = tokio::time::interval(third);
     loop {
         tokio::select! {
             _ = every.tick() => {
-                keeper.keep_alive().await.map_err(e)?;
-                match acks.message().await.map_err(e)? {
-                    Some(ack) if ack.ttl() > 0 => {}
-                    _ => return Err("the lease expired".into()),
+                within(third, "keepalive", keeper.keep_alive()).await?;
+                match tokio::time::timeout(third, acks.message()).await {
+                    Err(_) => return Err(format!("no keepalive answer within {third:?}")),
+                    Ok(Err(err)) => return Err(e(err)),
+                    Ok(Ok(Some(ack))) if ack.ttl() > 0 => backoff.reset(),
+                    Ok(Ok(_)) => {
+                        *lease = None;
+                        return Err("the lease expired".into());
+                    }
                 }
             }
             () = until_stopped(stopped) => {
-                client.lease_revoke(lease).await.map_err(e)?;
+                client.lease_revoke(id).await.map_err(e)?;
+                *lease = None;
                 tracing::info!(%key, "etcd: deregistered");
                 return Ok(());
             }
