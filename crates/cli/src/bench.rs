@@ -31,6 +31,8 @@ use crate::cli::{BenchArgs, BenchRpc};
 struct Tally {
     latency: Histogram<u64>,
     status: BTreeMap<&'static str, u64>,
+    /// The first message seen for each failing code.
+    errors: BTreeMap<&'static str, String>,
 }
 
 impl Tally {
@@ -39,6 +41,16 @@ impl Tally {
             latency: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .expect("static histogram bounds are valid"),
             status: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps `message` if it is the first for its code.
+    fn note(&mut self, code: Code, message: impl FnOnce() -> String) {
+        if code != Code::Ok {
+            self.errors
+                .entry(crate::client::code_name(code))
+                .or_insert_with(message);
         }
     }
 
@@ -58,13 +70,16 @@ impl Tally {
         for (code, n) in &other.status {
             *self.status.entry(code).or_default() += n;
         }
+        for (code, message) in &other.errors {
+            self.errors.entry(code).or_insert_with(|| message.clone());
+        }
     }
 }
 
 /// One call kind, as a reusable caller.
 enum Caller {
-    Unary(CalculatorClient<MeshChannel>),
-    Evaluate(EvaluatorClient<MeshChannel>, String),
+    Unary(CalculatorClient<MeshChannel>, Duration),
+    Evaluate(EvaluatorClient<MeshChannel>, String, Duration),
 }
 
 fn request(i: u64) -> Request {
@@ -76,31 +91,33 @@ fn request(i: u64) -> Request {
 }
 
 impl Caller {
-    fn new(rpc: BenchRpc, channel: MeshChannel, expression: &str) -> Self {
+    /// A caller of `rpc` whose every call has `timeout` as its deadline.
+    fn new(rpc: BenchRpc, channel: MeshChannel, expression: &str, timeout: Duration) -> Self {
         match rpc {
-            BenchRpc::Evaluate => {
-                Caller::Evaluate(EvaluatorClient::new(channel), expression.to_owned())
-            }
+            BenchRpc::Evaluate => Caller::Evaluate(
+                EvaluatorClient::new(channel),
+                expression.to_owned(),
+                timeout,
+            ),
             BenchRpc::Calculate | BenchRpc::CalculateStream => {
-                Caller::Unary(CalculatorClient::new(channel))
+                Caller::Unary(CalculatorClient::new(channel), timeout)
             }
         }
     }
 
-    async fn call(&mut self, i: u64) -> Code {
+    async fn call(&mut self, i: u64) -> Result<(), tonic::Status> {
         match self {
-            Caller::Unary(client) => match client.calculate(request(i)).await {
-                Ok(_) => Code::Ok,
-                Err(status) => status.code(),
-            },
-            Caller::Evaluate(client, expression) => {
-                let request = EvaluateRequest {
+            Caller::Unary(client, timeout) => {
+                let mut call = tonic::Request::new(request(i));
+                call.set_timeout(*timeout);
+                client.calculate(call).await.map(drop)
+            }
+            Caller::Evaluate(client, expression, timeout) => {
+                let mut request = tonic::Request::new(EvaluateRequest {
                     expression: expression.clone(),
-                };
-                match client.evaluate(request).await {
-                    Ok(_) => Code::Ok,
-                    Err(status) => status.code(),
-                }
+                });
+                request.set_timeout(*timeout);
+                client.evaluate(request).await.map(drop)
             }
         }
     }
@@ -152,8 +169,14 @@ async fn worker(mut caller: Caller, plan: Arc<Plan>) -> Tally {
     let mut tally = Tally::new();
     while let Some((k, due)) = plan.next() {
         let from = start_at(due).await;
-        let code = caller.call(k).await;
+        let result = caller.call(k).await;
         let now = Instant::now();
+        let code = result
+            .as_ref()
+            .map_or_else(tonic::Status::code, |()| Code::Ok);
+        if let Err(status) = &result {
+            tally.note(code, || status.message().to_owned());
+        }
         plan.done.fetch_add(1, Ordering::Relaxed);
         if code != Code::Ok {
             plan.failed.fetch_add(1, Ordering::Relaxed);
@@ -201,9 +224,19 @@ async fn stream_worker(
     let mut tally = Tally::new();
     loop {
         let (code, done) = match responses.message().await {
-            Ok(Some(r)) => (r.error.map_or(Code::Ok, |e| Code::from(e.code)), false),
+            Ok(Some(r)) => match r.error {
+                Some(e) => {
+                    let code = Code::from(e.code);
+                    tally.note(code, || e.message);
+                    (code, false)
+                }
+                None => (Code::Ok, false),
+            },
             Ok(None) => break,
-            Err(status) => (status.code(), true),
+            Err(status) => {
+                tally.note(status.code(), || status.message().to_owned());
+                (status.code(), true)
+            }
         };
         let Some((from, measured)) = sent.recv().await else {
             break;
@@ -266,7 +299,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     tokio::spawn(stream_worker(channel, plan, args.pipeline.max(1)))
                 }
                 rpc => {
-                    let caller = Caller::new(rpc, channel, &args.expression);
+                    let timeout = args.client.timeout.into();
+                    let caller = Caller::new(rpc, channel, &args.expression, timeout);
                     tokio::spawn(async move { Ok(worker(caller, plan).await) })
                 }
             }
@@ -317,6 +351,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "requests_per_second": rate,
             "latency_us": latency,
             "status": total.status,
+            "errors": total.errors,
         });
         println!("{report}");
     } else {
@@ -348,6 +383,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .map(|(c, n)| format!("{c} {n}"))
             .collect();
         println!("status:    {}", status.join(", "));
+        for (code, message) in &total.errors {
+            println!("first {code}: {message}");
+        }
     }
     Ok(if ok > 0 {
         ExitCode::SUCCESS

@@ -521,6 +521,14 @@ pub(crate) struct BalancingArgs {
     /// How often dns: targets are resolved again.
     #[arg(long, env = "CALCMESH_DNS_INTERVAL", default_value_t = ClientConfig::default().dns_interval.into())]
     pub(crate) dns_interval: humantime::Duration,
+    /// How often to PING each endpoint's connection when nothing arrives on it. With
+    /// --client-keepalive-timeout, how fast a dead link (a host gone silent) is noticed: calls in
+    /// flight on it then fail and idempotent ones go to another endpoint.
+    #[arg(long, env = "CALCMESH_CLIENT_KEEPALIVE_INTERVAL", default_value_t = ClientConfig::default().keepalive_interval.into())]
+    pub(crate) client_keepalive_interval: humantime::Duration,
+    /// How long a PING may go unanswered before the connection is closed.
+    #[arg(long, env = "CALCMESH_CLIENT_KEEPALIVE_TIMEOUT", default_value_t = ClientConfig::default().keepalive_timeout.into())]
+    pub(crate) client_keepalive_timeout: humantime::Duration,
     #[command(flatten)]
     pub(crate) tls: ClientTlsArgs,
     #[command(flatten)]
@@ -537,6 +545,8 @@ impl BalancingArgs {
             policy: self.lb,
             max_attempts: self.max_attempts,
             dns_interval: self.dns_interval.into(),
+            keepalive_interval: self.client_keepalive_interval.into(),
+            keepalive_timeout: self.client_keepalive_timeout.into(),
             idempotent: calcmesh_proto::idempotent_methods(),
             ..ClientConfig::default()
         })
