@@ -63,6 +63,8 @@ impl ServerProcess {
             "0",
             "--evaluator-listen",
             "127.0.0.1:0",
+            "--admin-port",
+            "0",
             "--state-dir",
             &state,
         ];
