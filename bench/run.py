@@ -22,6 +22,7 @@ import os
 import re
 import resource
 import shutil
+import socket
 import statistics
 import struct
 import subprocess
@@ -94,6 +95,29 @@ class Server:
             self.proc.kill()
 
 
+# The client connection preface and an empty SETTINGS frame: an HTTP/2 connection, idle.
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def idle_connection_kib(server, n=1000):
+    """RSS per idle HTTP/2 connection: n connections opened, each answered with the server's
+    SETTINGS (so the server has set it up), then RSS compared with before."""
+    before = server.rss_mib()
+    host, port = server.addr.rsplit(":", 1)
+    conns = []
+    try:
+        for _ in range(n):
+            c = socket.create_connection((host, int(port)), timeout=10)
+            c.sendall(PREFACE)
+            conns.append(c)
+        for c in conns:
+            c.recv(64)  # the server's SETTINGS
+        return (server.rss_mib() - before) * 1024 / n
+    finally:
+        for c in conns:
+            c.close()
+
+
 def h2load(addr, body, *args):
     cmd = ["taskset", "-c", "1", "h2load", "-H", "content-type: application/grpc", "-H", "te: trailers",
            "-d", body, *args, f"http://{addr}/calculator.Calculator/Calculate"]
@@ -113,6 +137,8 @@ def measure(name, cmd, body, seconds, conns_test):
         assert out.strip() == "50", f"{name}: grpc-status check failed: {out!r}"
         time.sleep(0.5)  # let start-up allocations settle before reading idle RSS
         rss_idle = s.rss_mib()
+        # Before any load, so the allocator has no freed memory to hand the connections.
+        idle_kib = idle_connection_kib(s) if conns_test else float("nan")
         h2load(s.addr, body, "-c", "4", "-m", "64", "-D", "1")  # warm-up
         cpu0 = s.cpu_seconds()
         rate, succeeded = parse_rate(h2load(s.addr, body, "-c", "4", "-m", "64", "-D", str(seconds)))
@@ -127,7 +153,7 @@ def measure(name, cmd, body, seconds, conns_test):
             out = h2load(s.addr, body, "-c", "1000", "-n", "2000", "-m", "1")
             m = re.search(r"time for connect:\s+\S+\s+(\S+)", out)
             connect_max = to_ms(m.group(1)) if m else float("nan")
-        return dict(rps=rate, cpu_us=cpu_us, p50_us=p50, rss_idle=rss_idle, rss_load=rss_load, connect_max_ms=connect_max)
+        return dict(rps=rate, cpu_us=cpu_us, p50_us=p50, rss_idle=rss_idle, rss_load=rss_load, connect_max_ms=connect_max, idle_conn_kib=idle_kib)
     finally:
         s.stop()
 
@@ -166,11 +192,11 @@ def median_of(rounds, key):
 
 
 def table(results):
-    lines = ["| server | requests/s | CPU µs/request | p50 latency, 1 conn × 1 stream | RSS idle | RSS after load | slowest of 1 000 connects |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| server | requests/s | CPU µs/request | p50 latency, 1 conn × 1 stream | RSS idle | RSS after load | RSS per idle connection | slowest of 1 000 connects |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, rounds in results.items():
         lines.append(f"| {name} | {median_of(rounds, 'rps'):,.0f} | {median_of(rounds, 'cpu_us'):.1f} | {median_of(rounds, 'p50_us'):.0f} µs | "
-                     f"{median_of(rounds, 'rss_idle'):.1f} MiB | {median_of(rounds, 'rss_load'):.1f} MiB | {rounds[0]['connect_max_ms']:.0f} ms |")
+                     f"{median_of(rounds, 'rss_idle'):.1f} MiB | {median_of(rounds, 'rss_load'):.1f} MiB | {rounds[0]['idle_conn_kib']:.1f} KiB | {rounds[0]['connect_max_ms']:.0f} ms |")
     return "\n".join(lines)
 
 
