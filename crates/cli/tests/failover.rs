@@ -26,7 +26,9 @@ async fn signal(server: &ServerProcess, name: &str) {
     );
 }
 
-async fn scenario(sig: &str) {
+/// Three server processes and a channel balancing over them, as every calcmesh client is
+/// configured (idempotent calls may be sent again).
+async fn three_servers() -> (Vec<ServerProcess>, calcmesh_runtime::MeshChannel) {
     let mut servers = Vec::new();
     for _ in 0..3 {
         servers.push(ServerProcess::calcmesh().await);
@@ -36,7 +38,14 @@ async fn scenario(sig: &str) {
         idempotent: calcmesh_proto::idempotent_methods(),
         ..ClientConfig::default()
     };
-    let channel = calcmesh_runtime::connect(&target, &config).unwrap();
+    (
+        servers,
+        calcmesh_runtime::connect(&target, &config).unwrap(),
+    )
+}
+
+async fn scenario(sig: &str) {
+    let (servers, channel) = three_servers().await;
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
     let run = tokio::spawn(load(
@@ -85,16 +94,7 @@ async fn scenario(sig: &str) {
 /// 300 ms deadline per call: calls it holds end at their deadline, and the rest move on to the
 /// others (least_request avoids an endpoint whose calls pile up).
 async fn frozen() {
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        servers.push(ServerProcess::calcmesh().await);
-    }
-    let target = Target::Static(servers.iter().map(|s| s.addr.parse().unwrap()).collect());
-    let config = ClientConfig {
-        idempotent: calcmesh_proto::idempotent_methods(),
-        ..ClientConfig::default()
-    };
-    let channel = calcmesh_runtime::connect(&target, &config).unwrap();
+    let (servers, channel) = three_servers().await;
     let tally = Arc::new(Tally::default());
     let deadline = Duration::from_millis(300);
     let started = Instant::now();

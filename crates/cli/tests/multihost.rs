@@ -396,6 +396,22 @@ fn eligible(metrics: &str) -> Option<u64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// Waits until `n` calculators are registered in etcd and the evaluator uses all `n`.
+async fn in_use(net: &Network, n: usize) {
+    common::eventually(
+        &format!("{n} calculators registered"),
+        Duration::from_secs(15),
+        || async { registered(net).await.len() == n },
+    )
+    .await;
+    common::eventually(
+        &format!("the evaluator uses {n} calculators"),
+        Duration::from_secs(15),
+        || async { eligible(&evaluator_metrics(net).await) == Some(n as u64) },
+    )
+    .await;
+}
+
 /// Makes the etcd member on host `leader` the leader, cuts host 2 off the network until its
 /// key has expired and 3 s more, then connects it again and waits until it is registered and
 /// used again. Returns how long after the cut its key expired.
@@ -426,18 +442,7 @@ async fn cut_off_host_2(net: &Network, leader: usize) -> Duration {
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Back on the network: it registers again and takes calls again.
     net.link(2, true);
-    common::eventually(
-        "host 2 registered again",
-        Duration::from_secs(15),
-        || async { registered(net).await.len() == 2 },
-    )
-    .await;
-    common::eventually(
-        "the evaluator uses host 2 again",
-        Duration::from_secs(15),
-        || async { eligible(&evaluator_metrics(net).await) == Some(2) },
-    )
-    .await;
+    in_use(net, 2).await;
     expired_after
 }
 
@@ -505,18 +510,7 @@ async fn a_mesh_across_hosts_survives_a_cut_host_and_a_lost_etcd_member() {
             "admin on ",
         )
         .await;
-    common::eventually(
-        "both calculators registered",
-        Duration::from_secs(10),
-        || async { registered(&net).await.len() == 2 },
-    )
-    .await;
-    common::eventually(
-        "the evaluator sees both",
-        Duration::from_secs(10),
-        || async { eligible(&evaluator_metrics(&net).await) == Some(2) },
-    )
-    .await;
+    in_use(&net, 2).await;
 
     // Load from host 4: Calculate through etcd discovery, and evaluations through the evaluator.
     let direct = bench(&net, &certs, &calculators, "calculate", 30);
@@ -557,18 +551,8 @@ async fn a_mesh_across_hosts_survives_a_cut_host_and_a_lost_etcd_member() {
     // One etcd member lost: registration and discovery go on through the other two.
     cluster.kill(1).await;
     let c = calculator(&net, &certs, 1, 50052).await;
-    common::eventually(
-        "a new calculator registered with a member down",
-        Duration::from_secs(15),
-        || async { registered(&net).await.len() == 3 },
-    )
-    .await;
-    common::eventually(
-        "the evaluator sees all three",
-        Duration::from_secs(15),
-        || async { eligible(&evaluator_metrics(&net).await) == Some(3) },
-    )
-    .await;
+    // (etcd member 1 is down: a new calculator on host 1 registers through the others.)
+    in_use(&net, 3).await;
     let after = report(bench(&net, &certs, "198.18.0.3:50050", "evaluate", 2)).await;
     eprintln!(
         "etcd member 1 down: 3 calculators registered and used; Evaluate {} calls, {} failed",

@@ -173,25 +173,7 @@ async fn mixed_load_leaks_nothing() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let state = std::env::temp_dir().join(format!("calcmesh-soak-{}", std::process::id()));
-    let state_arg = state.display().to_string();
-    let mut mesh = ServerProcess::start_until(
-        common::BIN,
-        &[
-            "up",
-            "--calculator-port",
-            "0",
-            "--calculator-tls-port",
-            "0",
-            "--evaluator-listen",
-            "127.0.0.1:0",
-            "--admin-port",
-            "0",
-            "--state-dir",
-            &state_arg,
-        ],
-        "evaluator admin on ",
-    )
-    .await;
+    let mut mesh = ServerProcess::mesh_until(&state, "evaluator admin on ").await;
     let admin = mesh.addr.clone();
     let after = |prefix: &str| {
         mesh.lines

@@ -54,6 +54,12 @@ impl ServerProcess {
     /// Starts `calcmesh up` on free ports and waits until the evaluator is listening; `addr` is
     /// the evaluator's, `lines` has every calculator's.
     pub async fn mesh(state_dir: &std::path::Path) -> Self {
+        Self::mesh_until(state_dir, "evaluator listening on ").await
+    }
+
+    /// [`mesh`](Self::mesh), reading stdout until a line starting with `ready` (every admin
+    /// endpoint is on a free port too).
+    pub async fn mesh_until(state_dir: &std::path::Path, ready: &str) -> Self {
         let state = state_dir.display().to_string();
         let args = [
             "up",
@@ -68,7 +74,7 @@ impl ServerProcess {
             "--state-dir",
             &state,
         ];
-        Self::start_until(BIN, &args, "evaluator listening on ").await
+        Self::start_until(BIN, &args, ready).await
     }
 
     /// Starts `program args…` and waits for its `listening on ADDR` line: the readiness signal
