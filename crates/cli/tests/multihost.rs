@@ -429,6 +429,9 @@ async fn cut_off_host_2(net: &Network, leader: usize) -> Duration {
         etcdctl(net, &["move-leader", &format!("{member:x}")])
             .await
             .expect("leadership moves");
+        // A new leader renews every lease for the TTL plus an election timeout; the next
+        // keepalive (every TTL/3) brings host 2's back to the TTL. Cut after that.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
     }
     // Its lease cannot be kept alive, so its key expires. (Asking the two members still
     // reachable, so that no query waits on the cut one.)

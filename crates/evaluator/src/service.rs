@@ -82,13 +82,26 @@ impl EvaluatorService {
         num2: f64,
         deadline: Option<Instant>,
     ) -> Result<(f64, String), Status> {
-        let mut request = Request::new(CalcRequest {
-            num1,
-            num2,
-            operator: op.symbol().to_owned(),
-        });
-        deadline::propagate(&mut request, deadline);
-        let response = client.calculate(request).await?;
+        let request = || {
+            let mut request = Request::new(CalcRequest {
+                num1,
+                num2,
+                operator: op.symbol().to_owned(),
+            });
+            deadline::propagate(&mut request, deadline);
+            request
+        };
+        // The channel retries calls that failed before any answer; one whose connection broke
+        // mid-answer is UNAVAILABLE, and Calculate is pure, so it is sent once more.
+        let response = match client.calculate(request()).await {
+            Err(status)
+                if status.code() == tonic::Code::Unavailable
+                    && deadline.is_none_or(|d| Instant::now() < d) =>
+            {
+                client.calculate(request()).await?
+            }
+            other => other?,
+        };
         let endpoint = response
             .metadata()
             .get(ENDPOINT_HEADER)

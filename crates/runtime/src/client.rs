@@ -799,6 +799,12 @@ impl prometheus_client::collector::Collector for ChannelsCollector {
     }
 }
 
+/// Whether `status` comes from the connection failing (hyper's error among its sources).
+fn transport_failure(status: &Status) -> bool {
+    std::iter::successors(std::error::Error::source(status), |e| e.source())
+        .any(|e| e.is::<hyper::Error>())
+}
+
 pin_project_lite::pin_project! {
     /// A response body that keeps its call counted as outstanding until it ends.
     struct CountedBody {
@@ -816,7 +822,15 @@ impl HttpBody for CountedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        match self.project().inner.poll_frame(cx) {
+            // The connection failed mid-response: gRPC calls that UNAVAILABLE (tonic: UNKNOWN).
+            Poll::Ready(Some(Err(status)))
+                if status.code() == tonic::Code::Unknown && transport_failure(&status) =>
+            {
+                Poll::Ready(Some(Err(Status::unavailable(status.message().to_owned()))))
+            }
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -207,10 +207,12 @@ async fn keep_registered(config: RegistrationConfig, mut stopped: watch::Receive
                 tracing::warn!(service = %config.service, addr = %config.addr, %err, "etcd: registration lost, registering again")
             }
         }
-        // While a lease may still be alive, try again well before it runs out.
+        // While a lease may still be alive, try again well before it runs out; otherwise at
+        // least once per TTL, so a server is back in etcd soon after etcd is (an election
+        // fails every request for a second or two, and the backoff would otherwise grow to 10 s).
         let pause = match lease {
             Some(_) => backoff.next().min(config.ttl / 3),
-            None => backoff.next(),
+            None => backoff.next().min(config.ttl),
         };
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
