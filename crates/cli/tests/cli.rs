@@ -416,10 +416,7 @@ async fn admin_endpoint_metrics_parse_and_readyz_fails_while_draining() {
     assert!(status.contains("200"), "{status}");
     assert!(text.contains(r#"grpc_code="InvalidArgument""#), "{text}");
     // A real parser (Python's prometheus_client, OpenMetrics flavour) reads it all.
-    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nnames = {f.name for f in parse(sys.stdin.read())}\nprint(' '.join(sorted(names)))";
-    let python = common::root().join(".venv/bin/python");
-    let out = common::run(&python, &["-c", script], &text).await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let names = metric_families(&text).await;
     for name in [
         "grpc_server_started",
         "grpc_server_handled",
@@ -427,11 +424,7 @@ async fn admin_endpoint_metrics_parse_and_readyz_fails_while_draining() {
         "grpc_server_msg_sent",
         "grpc_server_handling_seconds",
     ] {
-        assert!(
-            out.stdout.split_whitespace().any(|n| n == name),
-            "{name} in {}",
-            out.stdout
-        );
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
     }
     assert!(http_get(&admin, "/readyz").await.0.contains("200"));
 
@@ -484,6 +477,16 @@ async fn json_logs_are_one_object_per_line() {
             .is_some_and(|m| m.starts_with("drained"))),
         "{stderr}"
     );
+}
+
+/// The metric families in an exposition, as a real parser reads it (Python's
+/// prometheus_client, OpenMetrics flavour); fails if it does not parse.
+async fn metric_families(text: &str) -> Vec<String> {
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nprint(' '.join(sorted({f.name for f in parse(sys.stdin.read())})))";
+    let python = common::root().join(".venv/bin/python");
+    let out = common::run(&python, &["-c", script], text).await;
+    assert_eq!(out.code, Some(0), "{}\n{text}", out.stderr);
+    out.stdout.split_whitespace().map(str::to_owned).collect()
 }
 
 /// A RunningSummary call held open (one number sent and answered): while it lasts, a draining
@@ -599,10 +602,7 @@ async fn one_trace_id_across_the_evaluator_and_every_calculator() {
     // The evaluator's exposition, client metrics and endpoint metrics included, parses with a
     // real OpenMetrics parser.
     let (_, text) = http_get(&admin, "/metrics").await;
-    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nprint(' '.join(sorted({f.name for f in parse(sys.stdin.read())})))";
-    let python = common::root().join(".venv/bin/python");
-    let out = common::run(&python, &["-c", script], &text).await;
-    assert_eq!(out.code, Some(0), "{}\n{text}", out.stderr);
+    let names = metric_families(&text).await;
     for name in [
         "grpc_client_handled",
         "grpc_server_handled",
@@ -610,7 +610,7 @@ async fn one_trace_id_across_the_evaluator_and_every_calculator() {
         "calcmesh_client_endpoint_ejections",
         "calcmesh_client_discovery_last_update_timestamp_seconds",
     ] {
-        assert!(out.stdout.split_whitespace().any(|n| n == name), "{name}");
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
     }
 
     for server in [&mut evaluator, &mut a, &mut b] {

@@ -389,6 +389,19 @@ async fn evaluator_metrics(net: &Network) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Evaluations the evaluator has answered OK.
+fn handled(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("grpc_server_handled_total{")
+                && l.contains("grpc_method=\"Evaluate\"")
+                && l.contains("grpc_code=\"OK\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn eligible(metrics: &str) -> Option<u64> {
     metrics
         .lines()
@@ -518,7 +531,10 @@ async fn a_mesh_across_hosts_survives_a_cut_host_and_a_lost_etcd_member() {
     // Load from host 4: Calculate through etcd discovery, and evaluations through the evaluator.
     let direct = bench(&net, &certs, &calculators, "calculate", 30);
     let evaluations = bench(&net, &certs, "198.18.0.3:50050", "evaluate", 30);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    common::eventually("evaluations flowing", Duration::from_secs(10), || async {
+        handled(&evaluator_metrics(&net).await) >= 200
+    })
+    .await;
 
     // Host 2 cut off twice under the same load: first while another member leads etcd, then
     // while host 2's own member leads it.
