@@ -371,10 +371,12 @@ pub(crate) struct ServerArgs {
     /// Time in-flight calls get to finish after SIGTERM/SIGINT (e.g. 10s, 500ms).
     #[arg(long, env = "CALCMESH_GRACE_PERIOD", default_value_t = ServerConfig::default().grace_period.into())]
     pub(crate) grace_period: humantime::Duration,
-    /// Interval of HTTP/2 keepalive PINGs (and TCP keepalive) on idle connections.
+    /// How long a connection may be silent before the kernel probes the client (TCP keepalive;
+    /// clients send their own HTTP/2 PINGs, see --client-keepalive-interval).
     #[arg(long, env = "CALCMESH_KEEPALIVE_INTERVAL", default_value_t = ServerConfig::default().keepalive_interval.into())]
     pub(crate) keepalive_interval: humantime::Duration,
-    /// How long a keepalive PING may go unanswered before the connection is closed.
+    /// How long keepalive probes, or answers sent, may go unacknowledged before the kernel closes
+    /// the connection (TCP_USER_TIMEOUT on Linux).
     #[arg(long, env = "CALCMESH_KEEPALIVE_TIMEOUT", default_value_t = ServerConfig::default().keepalive_timeout.into())]
     pub(crate) keepalive_timeout: humantime::Duration,
     /// Listen backlog: connections the kernel queues before they are accepted.

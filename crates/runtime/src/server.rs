@@ -2,8 +2,8 @@
 //!
 //! A [`Server`] wraps the services it is given with what every calcmesh server has:
 //! `grpc.health.v1` (see [`crate::health`]), server reflection v1 and v1alpha, a per-message size
-//! limit answering RESOURCE_EXHAUSTED, a cap on concurrent streams per connection, HTTP/2 and TCP
-//! keepalive, TCP_NODELAY, a deep listen backlog, a count of accepted connections, and a graceful
+//! limit answering RESOURCE_EXHAUSTED, a cap on concurrent streams per connection, dead-peer
+//! detection by the kernel (TCP keepalive and TCP_USER_TIMEOUT), TCP_NODELAY, a deep listen backlog, a count of accepted connections, and a graceful
 //! drain: when the shutdown future completes, health turns NOT_SERVING, the listener closes,
 //! every connection gets a GOAWAY and in-flight calls have the grace period to finish.
 //!
@@ -37,9 +37,12 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// HTTP/2 streams (calls) one connection may have open at once. Default 1024.
     pub max_concurrent_streams: u32,
-    /// How often to PING an idle HTTP/2 connection. Default 60 s.
+    /// How long a connection may be silent before the kernel probes the peer (TCP keepalive).
+    /// Default 60 s; at least 1 s.
     pub keepalive_interval: Duration,
-    /// How long to wait for the PING ack before closing the connection. Default 20 s.
+    /// How long probes, or data sent, may go unacknowledged before the kernel closes the
+    /// connection (`TCP_USER_TIMEOUT` on Linux; probes are a third of it apart). Default 20 s;
+    /// at least 1 s.
     pub keepalive_timeout: Duration,
     /// How long in-flight calls may take to finish after shutdown starts. Default 10 s.
     pub grace_period: Duration,
@@ -302,8 +305,6 @@ impl Server {
                     .layer(AuthzLayer::new(config.policy.clone())),
             )
             .max_concurrent_streams(config.max_concurrent_streams)
-            .http2_keepalive_interval(Some(config.keepalive_interval))
-            .http2_keepalive_timeout(Some(config.keepalive_timeout))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, async {
                 // A dropped sender also means stop.
@@ -355,7 +356,30 @@ pub async fn serve_health(
     Ok(())
 }
 
-/// Accepts connections (TCP_NODELAY, TCP keepalive, counted) and, with TLS, completes each
+/// TCP_NODELAY, and dead-peer detection left to the kernel: after `interval` of silence it probes
+/// every third of `timeout`, and closes the connection once probes or sent data have gone
+/// unacknowledged for `timeout` (`TCP_USER_TIMEOUT`, Linux). HTTP/2 PINGs would do the same from
+/// the connection's task at a cost per connection (a timer and a shared ping state: 0.2 KiB of
+/// the 16 per idle connection, BENCHMARKS.md); what they would also catch, a peer whose kernel
+/// answers while its process is frozen, only holds an idle connection, and clients ping servers.
+fn tune(
+    tcp: &tokio::net::TcpStream,
+    (interval, timeout): (Duration, Duration),
+) -> std::io::Result<()> {
+    const SECOND: Duration = Duration::from_secs(1);
+    tcp.set_nodelay(true)?;
+    let socket = socket2::SockRef::from(tcp);
+    socket.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(interval.max(SECOND))
+            .with_interval((timeout / 3).max(SECOND)),
+    )?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(timeout.max(SECOND)))?;
+    Ok(())
+}
+
+/// Accepts connections (TCP_NODELAY, keepalive: [`tune`], counted) and, with TLS, completes each
 /// handshake in its own task, so a slow or silent client never holds up the others. Failed
 /// handshakes (a plaintext client on a TLS port, an unknown CA…) are logged and dropped. Every
 /// connection must then send the HTTP/2 preface within the handshake timeout ([`Preface`]). The
@@ -368,7 +392,7 @@ fn accept(
     let (tx, rx) = mpsc::channel(64);
     let (tls, keepalive, handshake) = (
         config.tls.clone(),
-        config.keepalive_interval,
+        (config.keepalive_interval, config.keepalive_timeout),
         config.handshake_timeout,
     );
     tokio::spawn(async move {
@@ -386,9 +410,9 @@ fn accept(
                 () = tx.closed() => return,
             };
             stats.accepted.fetch_add(1, Ordering::Relaxed);
-            let _ = tcp.set_nodelay(true);
-            let _ = socket2::SockRef::from(&tcp)
-                .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(keepalive));
+            if let Err(err) = tune(&tcp, keepalive) {
+                tracing::warn!(%peer, %err, "cannot set TCP_NODELAY or keepalive on a connection");
+            }
             tracing::debug!(%peer, "connection accepted");
             let deadline = tokio::time::Instant::now() + handshake;
             let Some(tls) = &tls else {
@@ -520,5 +544,45 @@ impl tokio::io::AsyncWrite for Preface {
 
     fn is_write_vectored(&self) -> bool {
         self.conn.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    /// Accepted connections get TCP_NODELAY and the kernel's dead-peer detection from the config.
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay_and_keepalive() {
+        let config = ServerConfig {
+            keepalive_interval: Duration::from_secs(42),
+            keepalive_timeout: Duration::from_secs(9),
+            ..ServerConfig::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = accept(listener, &config, Arc::default());
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let conn = incoming.next().await.unwrap().unwrap();
+        let Conn::Plain(tcp) = &conn.conn else {
+            panic!("a plaintext server accepted a TLS connection");
+        };
+        let socket = socket2::SockRef::from(tcp);
+        assert!(tcp.nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(42)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(3)
+        );
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(9))
+        );
     }
 }
