@@ -4,10 +4,12 @@ Python (sync and asyncio) and Node servers from interop/, on this machine, in on
 
 Each server runs pinned to core 0; load comes from h2load (nghttp2-client, independent of our
 code) pinned to core 1, with the same request bytes (Calculate 10 * 5). Per server and round:
-requests/s at -c 4 -m 64, server CPU time per request (from /proc), p50 latency at one
-connection and one stream (h2load --log-file), RSS idle and after load, and the slowest connect
-of 1 000 connections. Rounds are interleaved; the report gives medians and ratios, which are
-the only figures that mean anything on a shared, noisy machine.
+requests/s at -c 4 -m 64, server CPU time per request (from /proc), RSS idle and after load,
+and the slowest connect of 1 000 connections. Latency at one connection and one stream (p50,
+p90, p99 from h2load --log-file) is measured with every server up at once, in 1-second slices
+that take turns, so a noisy moment on the machine falls on all of them alike. Rounds are
+interleaved; the report gives medians and ratios, which are the only figures that mean anything
+on a shared, noisy machine.
 
 Also: CalculateStream messages/s against unary calls/s on the same server (calcmesh bench), and
 the evaluator's extra latency over a direct Calculate.
@@ -143,19 +145,43 @@ def measure(name, cmd, body, seconds, conns_test):
         cpu0 = s.cpu_seconds()
         rate, succeeded = parse_rate(h2load(s.addr, body, "-c", "4", "-m", "64", "-D", str(seconds)))
         cpu_us = (s.cpu_seconds() - cpu0) * 1e6 / max(succeeded, 1)
-        with tempfile.NamedTemporaryFile(mode="r", suffix=".log") as log:
-            h2load(s.addr, body, "-c", "1", "-m", "1", "-D", str(max(2, seconds // 2)), "--log-file", log.name)
-            durations = [int(line.split()[2]) for line in log if line.strip()]
-        p50 = statistics.median(durations) if durations else float("nan")
         rss_load = s.rss_mib()
         connect_max = float("nan")
         if conns_test:
             out = h2load(s.addr, body, "-c", "1000", "-n", "2000", "-m", "1")
             m = re.search(r"time for connect:\s+\S+\s+(\S+)", out)
             connect_max = to_ms(m.group(1)) if m else float("nan")
-        return dict(rps=rate, cpu_us=cpu_us, p50_us=p50, rss_idle=rss_idle, rss_load=rss_load, connect_max_ms=connect_max, idle_conn_kib=idle_kib)
+        return dict(rps=rate, cpu_us=cpu_us, rss_idle=rss_idle, rss_load=rss_load, connect_max_ms=connect_max, idle_conn_kib=idle_kib)
     finally:
         s.stop()
+
+
+def latency(servers, body, slices):
+    """Latency at 1 connection × 1 stream: every server up (idle ones cost the others nothing),
+    each loaded for 1 s per slice, in an order that rotates, for `slices` slices; the request
+    durations of all slices are pooled per server. Returns {name: {p50_us, p90_us, p99_us}}."""
+    running = {name: Server(name, cmd) for name, cmd in servers.items()}
+    durations = {name: [] for name in servers}
+    try:
+        names = list(servers)
+        for s in running.values():
+            h2load(s.addr, body, "-c", "1", "-m", "1", "-n", "1000")  # warm-up
+        for i in range(slices):
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                with tempfile.NamedTemporaryFile(mode="r", suffix=".log") as log:
+                    h2load(running[name].addr, body, "-c", "1", "-m", "1", "-D", "1", "--log-file", log.name)
+                    durations[name] += [int(line.split()[2]) for line in log if line.strip()]
+    finally:
+        for s in running.values():
+            s.stop()
+    return {name: {f"p{q}_us": percentile(d, q) for q in (50, 90, 99)} for name, d in durations.items()}
+
+
+def percentile(values, q):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, len(values) * q // 100)]
 
 
 def to_ms(text):
@@ -192,10 +218,10 @@ def median_of(rounds, key):
 
 
 def table(results):
-    lines = ["| server | requests/s | CPU µs/request | p50 latency, 1 conn × 1 stream | RSS idle | RSS after load | RSS per idle connection | slowest of 1 000 connects |",
+    lines = ["| server | requests/s | CPU µs/request | latency p50 / p90 / p99, 1 conn × 1 stream | RSS idle | RSS after load | RSS per idle connection | slowest of 1 000 connects |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, rounds in results.items():
-        lines.append(f"| {name} | {median_of(rounds, 'rps'):,.0f} | {median_of(rounds, 'cpu_us'):.1f} | {median_of(rounds, 'p50_us'):.0f} µs | "
+        lines.append(f"| {name} | {median_of(rounds, 'rps'):,.0f} | {median_of(rounds, 'cpu_us'):.1f} | {median_of(rounds, 'p50_us'):.0f} / {median_of(rounds, 'p90_us'):.0f} / {median_of(rounds, 'p99_us'):.0f} µs | "
                      f"{median_of(rounds, 'rss_idle'):.1f} MiB | {median_of(rounds, 'rss_load'):.1f} MiB | {rounds[0]['idle_conn_kib']:.1f} KiB | {rounds[0]['connect_max_ms']:.0f} ms |")
     return "\n".join(lines)
 
@@ -212,17 +238,18 @@ def ratios(results):
 
 
 def chart(results, path):
-    """A bar chart of requests/s and p50 latency per server, as SVG."""
+    """A bar chart of requests/s and latency percentiles per server, as SVG."""
     names = list(results)
-    rps = [median_of(results[n], "rps") for n in names]
-    lat = [median_of(results[n], "p50_us") for n in names]
-    w, row = 760, 34
-    h = 70 + row * len(names) * 2 + 40
+    panels = [("requests/s (-c 4 -m 64)", [median_of(results[n], "rps") for n in names], "/s", "#3b7dd8")]
+    panels += [(f"p{q} latency, 1 connection × 1 stream", [median_of(results[n], f"p{q}_us") for n in names], " µs", color)
+               for q, color in [(50, "#d8823b"), (90, "#c0602a"), (99, "#8f3d17")]]
+    w, row = 760, 24
+    h = 40 + (row * len(names) + 40) * len(panels) + 20
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="13">',
              '<rect width="100%" height="100%" fill="white"/>',
              '<text x="10" y="22" font-size="16" font-weight="bold">calcmesh benchmark (medians of one run)</text>']
     y = 50
-    for title, values, unit, color in [("requests/s (-c 4 -m 64)", rps, "/s", "#3b7dd8"), ("p50 latency, 1 connection × 1 stream", lat, " µs", "#d8823b")]:
+    for title, values, unit, color in panels:
         parts.append(f'<text x="10" y="{y}" font-weight="bold">{title}</text>')
         y += 10
         top = max(values) or 1
@@ -231,7 +258,7 @@ def chart(results, path):
             parts.append(f'<text x="10" y="{y + 17}">{n}</text>')
             parts.append(f'<rect x="190" y="{y + 4}" width="{bar:.1f}" height="18" fill="{color}"/>')
             parts.append(f'<text x="{196 + bar:.1f}" y="{y + 17}">{v:,.0f}{unit}</text>')
-            y += row - 10
+            y += row
         y += 30
     parts.append("</svg>")
     with open(path, "w") as f:
@@ -260,6 +287,9 @@ def main():
         for name, cmd in servers.items():
             print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
             results[name].append(measure(name, cmd, body, args.seconds, conns_test=(r == 0)))
+        print(f"round {r + 1}/{args.rounds}: latency, every server in turn", file=sys.stderr, flush=True)
+        for name, figures in latency(servers, body, slices=max(3, args.seconds)).items():
+            results[name][-1].update(figures)
     report = "\n\n".join([table(results), ratios(results)])
     if args.only:
         print(report)
