@@ -3,9 +3,10 @@
 //! A [`Server`] wraps the services it is given with what every calcmesh server has:
 //! `grpc.health.v1` (see [`crate::health`]), server reflection v1 and v1alpha, a per-message size
 //! limit answering RESOURCE_EXHAUSTED, a cap on concurrent streams per connection, dead-peer
-//! detection by the kernel (TCP keepalive and TCP_USER_TIMEOUT), TCP_NODELAY, a deep listen backlog, a count of accepted connections, and a graceful
-//! drain: when the shutdown future completes, health turns NOT_SERVING, the listener closes,
-//! every connection gets a GOAWAY and in-flight calls have the grace period to finish.
+//! detection by the kernel (TCP keepalive and TCP_USER_TIMEOUT), TCP_NODELAY, a deep listen
+//! backlog, a count of accepted connections, and a graceful drain: when the shutdown future
+//! completes, health turns NOT_SERVING, the listener closes, every connection gets a GOAWAY and
+//! in-flight calls have the grace period to finish.
 //!
 //! [`Server::serve`] takes an already-bound listener, so tests bind `127.0.0.1:0` and read the
 //! port back before serving.
@@ -360,8 +361,9 @@ pub async fn serve_health(
 /// every third of `timeout`, and closes the connection once probes or sent data have gone
 /// unacknowledged for `timeout` (`TCP_USER_TIMEOUT`, Linux). HTTP/2 PINGs would do the same from
 /// the connection's task at a cost per connection (a timer and a shared ping state: 0.2 KiB of
-/// the 16 per idle connection, BENCHMARKS.md); what they would also catch, a peer whose kernel
-/// answers while its process is frozen, only holds an idle connection, and clients ping servers.
+/// the 16 per idle connection, BENCHMARKS.md). What PINGs would also catch, a peer whose kernel
+/// answers while its process is frozen, holds no more than a live client that sends nothing
+/// can hold anyway; and clients PING servers (`ClientConfig::keepalive_interval`).
 fn tune(
     tcp: &tokio::net::TcpStream,
     (interval, timeout): (Duration, Duration),
