@@ -10,6 +10,9 @@
 //!  h4 198.18.0.4  the clients: calcmesh bench, etcdctl
 //! ```
 //!
+//! A second test needs three hosts only: a calculator on h1, idle clients on h2 and h3, and h2
+//! cut off, to see the server close the connection of a client that vanished.
+//!
 //! Needs root (`ip netns`) and `--features etcd`; `./scripts/test` runs it as root in CI.
 #![cfg(feature = "etcd")]
 
@@ -77,7 +80,10 @@ impl Network {
             "the multi-host tests need root for `ip netns` (CI runs them as root)"
         );
         remove_stale_namespaces();
-        let id = format!("{PREFIX}{}", std::process::id());
+        // Tests run in parallel in one process: the pid (for stale-namespace cleanup) and a count.
+        static NETWORKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NETWORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{PREFIX}{}-{n}", std::process::id());
         let mut net = Network {
             switch: format!("{id}-sw"),
             hosts: Vec::new(),
@@ -580,4 +586,87 @@ async fn a_mesh_across_hosts_survives_a_cut_host_and_a_lost_etcd_member() {
     assert_eq!(after.failed, 0, "{}", after.status);
     drop((a, b, c, evaluator));
     let _ = std::fs::remove_dir_all(&certs);
+}
+
+/// A client in host `i` that opens an HTTP/2 connection to `addr` (the preface and SETTINGS,
+/// answered by the server's) and then holds it, idle, until it is killed.
+async fn idle_client(net: &Network, i: usize, addr: &str) -> ServerProcess {
+    const CLIENT: &str = r#"
+import signal, socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\0\0\0\x04\0\0\0\0\0")
+s.recv(64)
+print("connected", s.getsockname()[0], flush=True)
+signal.pause()
+"#;
+    ServerProcess::launch(
+        "ip",
+        &["netns", "exec", net.host(i), "python3", "-c", CLIENT, addr],
+        "connected ",
+        &[],
+    )
+    .await
+}
+
+/// The peers of host `i`'s established TCP connections on `port`, as `ss` lists them.
+async fn peers(net: &Network, i: usize, port: u16) -> String {
+    let sport = format!("sport = :{port}");
+    let out = net
+        .command(i, "ss", &["-Htn", "state", "established", &sport])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Servers find dead clients through the kernel (TCP keepalive and TCP_USER_TIMEOUT, set from
+/// --keepalive-interval/-timeout): the connection of a client whose host is cut off is closed,
+/// and that of a client idle as long but alive is kept.
+#[tokio::test]
+async fn a_server_closes_the_connection_of_a_client_whose_host_vanished() {
+    let net = Network::new(3);
+    let server = net
+        .serve(
+            1,
+            &[
+                "serve",
+                "calculator",
+                "--listen",
+                "198.18.0.1:50051",
+                "--insecure",
+                "--keepalive-interval",
+                "1s",
+                "--keepalive-timeout",
+                "2s",
+            ],
+            "listening on ",
+        )
+        .await;
+    let gone = idle_client(&net, 2, &server.addr).await;
+    let alive = idle_client(&net, 3, &server.addr).await;
+    let before = peers(&net, 1, 50051).await;
+    assert!(
+        before.contains("198.18.0.2:") && before.contains("198.18.0.3:"),
+        "{before}"
+    );
+
+    net.link(2, false);
+    let cut = Instant::now();
+    common::eventually(
+        "the server closes the connection of the client cut off",
+        Duration::from_secs(20),
+        || async { !peers(&net, 1, 50051).await.contains("198.18.0.2:") },
+    )
+    .await;
+    let closed_after = cut.elapsed();
+    let after = peers(&net, 1, 50051).await;
+    eprintln!(
+        "host 2 cut off: its connection closed by the server {closed_after:?} later (keepalive 1 s + 2 s)"
+    );
+    assert!(
+        after.contains("198.18.0.3:"),
+        "the live client's connection was closed too: {after}"
+    );
+    drop((gone, alive, server));
 }
