@@ -160,9 +160,11 @@ def latency(servers, body, slices):
     """Latency at 1 connection × 1 stream: every server up (idle ones cost the others nothing),
     each loaded for 1 s per slice, in an order that rotates, for `slices` slices; the request
     durations of all slices are pooled per server. Returns {name: {p50_us, p90_us, p99_us}}."""
-    running = {name: Server(name, cmd) for name, cmd in servers.items()}
+    running = {}
     durations = {name: [] for name in servers}
     try:
+        for name, cmd in servers.items():
+            running[name] = Server(name, cmd)
         names = list(servers)
         for s in running.values():
             h2load(s.addr, body, "-c", "1", "-m", "1", "-n", "1000")  # warm-up
@@ -178,10 +180,11 @@ def latency(servers, body, slices):
 
 
 def percentile(values, q):
+    """The nearest-rank percentile."""
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, len(values) * q // 100)]
+    return values[max(0, -(-len(values) * q // 100) - 1)]
 
 
 def to_ms(text):
@@ -268,7 +271,7 @@ def chart(results, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5, help="length of each throughput run")
+    parser.add_argument("--seconds", type=int, default=5, help="length of each throughput run; latency takes max(3, SECONDS) 1-second turns per server and round")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md, bench/chart.svg and bench/results.json alone")
     parser.add_argument("--only", help="comma-separated parts of server names (e.g. calcmesh,bare): measure only those, skip the stream and evaluator figures, write nothing")
     args = parser.parse_args()
