@@ -371,12 +371,12 @@ pub(crate) struct ServerArgs {
     /// Time in-flight calls get to finish after SIGTERM/SIGINT (e.g. 10s, 500ms).
     #[arg(long, env = "CALCMESH_GRACE_PERIOD", default_value_t = ServerConfig::default().grace_period.into())]
     pub(crate) grace_period: humantime::Duration,
-    /// How long a connection may be silent before the kernel probes the client (TCP keepalive;
-    /// clients send their own HTTP/2 PINGs, see --client-keepalive-interval).
+    /// How long a connection may be silent before the kernel probes the client (TCP keepalive),
+    /// 1s to 9h.
     #[arg(long, env = "CALCMESH_KEEPALIVE_INTERVAL", default_value_t = ServerConfig::default().keepalive_interval.into())]
     pub(crate) keepalive_interval: humantime::Duration,
-    /// How long keepalive probes, or answers sent, may go unacknowledged before the kernel closes
-    /// the connection (TCP_USER_TIMEOUT on Linux).
+    /// How long the probes may then go unanswered: a client silent for the interval plus this is
+    /// disconnected (TCP keepalive and TCP_USER_TIMEOUT), 1s to 9h.
     #[arg(long, env = "CALCMESH_KEEPALIVE_TIMEOUT", default_value_t = ServerConfig::default().keepalive_timeout.into())]
     pub(crate) keepalive_timeout: humantime::Duration,
     /// Listen backlog: connections the kernel queues before they are accepted.
@@ -442,6 +442,16 @@ pub(crate) struct ServerArgs {
 impl ServerArgs {
     /// The server configuration, with TLS files and the policy loaded.
     pub(crate) fn config(&self) -> anyhow::Result<ServerConfig> {
+        for (flag, value) in [
+            ("--keepalive-interval", self.keepalive_interval),
+            ("--keepalive-timeout", self.keepalive_timeout),
+        ] {
+            anyhow::ensure!(
+                calcmesh_runtime::server::KEEPALIVE_RANGE
+                    .contains(&std::time::Duration::from(value)),
+                "{flag} {value}: expected 1s to 9h 6m 7s, what the kernel takes for TCP keepalive"
+            );
+        }
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 let files = calcmesh_runtime::tls::ServerTlsFiles {

@@ -114,6 +114,26 @@ async fn client_errors_are_clear() {
     let out = calcmesh(&["serve", "calculator", "--listen", "not-an-address"], "").await;
     assert_eq!(out.code, Some(2));
     assert!(out.stderr.contains("--listen"), "{}", out.stderr);
+
+    let out = calcmesh(
+        &[
+            "serve",
+            "calculator",
+            "--listen",
+            "127.0.0.1:0",
+            "--keepalive-interval",
+            "500ms",
+        ],
+        "",
+    )
+    .await;
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr
+            .contains("--keepalive-interval 500ms: expected 1s to 9h 6m 7s"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test]

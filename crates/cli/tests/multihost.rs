@@ -392,6 +392,11 @@ async fn evaluator_metrics(net: &Network) -> String {
         .output()
         .await
         .unwrap();
+    assert!(
+        out.status.success(),
+        "ss: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -617,12 +622,18 @@ async fn peers(net: &Network, i: usize, port: u16) -> String {
         .output()
         .await
         .unwrap();
+    assert!(
+        out.status.success(),
+        "ss: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Servers find dead clients through the kernel (TCP keepalive and TCP_USER_TIMEOUT, set from
-/// --keepalive-interval/-timeout): the connection of a client whose host is cut off is closed,
-/// and that of a client idle as long but alive is kept.
+/// --keepalive-interval/-timeout): the connection of a client whose host is cut off is closed
+/// once it has been silent for interval + timeout, and that of a client idle as long but alive
+/// is kept.
 #[tokio::test]
 async fn a_server_closes_the_connection_of_a_client_whose_host_vanished() {
     let net = Network::new(3);
@@ -636,9 +647,9 @@ async fn a_server_closes_the_connection_of_a_client_whose_host_vanished() {
                 "198.18.0.1:50051",
                 "--insecure",
                 "--keepalive-interval",
-                "1s",
-                "--keepalive-timeout",
                 "2s",
+                "--keepalive-timeout",
+                "3s",
             ],
             "listening on ",
         )
@@ -662,8 +673,11 @@ async fn a_server_closes_the_connection_of_a_client_whose_host_vanished() {
     let closed_after = cut.elapsed();
     let after = peers(&net, 1, 50051).await;
     eprintln!(
-        "host 2 cut off: its connection closed by the server {closed_after:?} later (keepalive 1 s + 2 s)"
+        "host 2 cut off: its connection closed by the server {closed_after:?} later (silent for 2 s + 3 s)"
     );
+    // Silent for 5 s, counted from the last probe answered, at most a probe interval (1 s)
+    // before the cut. A probe lost must not end the connection by itself: not before 3 s.
+    assert!(closed_after >= Duration::from_secs(3), "{closed_after:?}");
     assert!(
         after.contains("198.18.0.3:"),
         "the live client's connection was closed too: {after}"

@@ -38,12 +38,11 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// HTTP/2 streams (calls) one connection may have open at once. Default 1024.
     pub max_concurrent_streams: u32,
-    /// How long a connection may be silent before the kernel probes the peer (TCP keepalive).
-    /// Default 60 s; at least 1 s.
+    /// How long a connection may be silent before the kernel probes the client (TCP keepalive).
+    /// Default 60 s, within [`KEEPALIVE_RANGE`].
     pub keepalive_interval: Duration,
-    /// How long probes, or data sent, may go unacknowledged before the kernel closes the
-    /// connection (`TCP_USER_TIMEOUT` on Linux; probes are a third of it apart). Default 20 s;
-    /// at least 1 s.
+    /// How long probes may then go unanswered: a client silent for interval + timeout is
+    /// closed (see `tune`). Default 20 s, within [`KEEPALIVE_RANGE`].
     pub keepalive_timeout: Duration,
     /// How long in-flight calls may take to finish after shutdown starts. Default 10 s.
     pub grace_period: Duration,
@@ -357,27 +356,29 @@ pub async fn serve_health(
     Ok(())
 }
 
-/// TCP_NODELAY, and dead-peer detection left to the kernel: after `interval` of silence it probes
-/// every third of `timeout`, and closes the connection once probes or sent data have gone
-/// unacknowledged for `timeout` (`TCP_USER_TIMEOUT`, Linux). HTTP/2 PINGs would do the same from
-/// the connection's task at a cost per connection (a timer and a shared ping state: 0.2 KiB of
-/// the 16 per idle connection, BENCHMARKS.md). What PINGs would also catch, a peer whose kernel
-/// answers while its process is frozen, holds no more than a live client that sends nothing
-/// can hold anyway; and clients PING servers (`ClientConfig::keepalive_interval`).
-fn tune(
-    tcp: &tokio::net::TcpStream,
-    (interval, timeout): (Duration, Duration),
-) -> std::io::Result<()> {
-    const SECOND: Duration = Duration::from_secs(1);
+/// What the kernel accepts as a TCP keepalive time (`TCP_KEEPIDLE`, `TCP_KEEPINTVL`); keepalive
+/// settings outside it are clamped into it.
+pub const KEEPALIVE_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(32_767);
+
+/// TCP_NODELAY, and dead clients left to the kernel (ARCHITECTURE.md says why): after `interval`
+/// of silence it probes, three times a third of `timeout` apart, and closes the connection once
+/// the peer has been silent for `interval + timeout`, probes unanswered or data sent
+/// unacknowledged (`TCP_USER_TIMEOUT` on Linux, counted from the last segment received, which
+/// is why it is the sum: `timeout` alone would let one lost probe close an idle connection).
+fn tune(tcp: &tokio::net::TcpStream, interval: Duration, timeout: Duration) -> std::io::Result<()> {
+    let clamp = |d: Duration| d.clamp(*KEEPALIVE_RANGE.start(), *KEEPALIVE_RANGE.end());
+    let (interval, timeout) = (clamp(interval), clamp(timeout));
     tcp.set_nodelay(true)?;
     let socket = socket2::SockRef::from(tcp);
     socket.set_tcp_keepalive(
         &socket2::TcpKeepalive::new()
-            .with_time(interval.max(SECOND))
-            .with_interval((timeout / 3).max(SECOND)),
+            .with_time(interval)
+            .with_interval(clamp(timeout / 3))
+            .with_retries(3),
     )?;
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    socket.set_tcp_user_timeout(Some(timeout.max(SECOND)))?;
+    socket.set_tcp_user_timeout(Some(interval + timeout))?;
     Ok(())
 }
 
@@ -392,11 +393,8 @@ fn accept(
     stats: Arc<ServerStats>,
 ) -> ReceiverStream<std::io::Result<Preface>> {
     let (tx, rx) = mpsc::channel(64);
-    let (tls, keepalive, handshake) = (
-        config.tls.clone(),
-        (config.keepalive_interval, config.keepalive_timeout),
-        config.handshake_timeout,
-    );
+    let (tls, handshake) = (config.tls.clone(), config.handshake_timeout);
+    let keepalive = (config.keepalive_interval, config.keepalive_timeout);
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -412,7 +410,7 @@ fn accept(
                 () = tx.closed() => return,
             };
             stats.accepted.fetch_add(1, Ordering::Relaxed);
-            if let Err(err) = tune(&tcp, keepalive) {
+            if let Err(err) = tune(&tcp, keepalive.0, keepalive.1) {
                 tracing::warn!(%peer, %err, "cannot set TCP_NODELAY or keepalive on a connection");
             }
             tracing::debug!(%peer, "connection accepted");
@@ -581,10 +579,11 @@ mod tests {
             socket.tcp_keepalive_interval().unwrap(),
             Duration::from_secs(3)
         );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
         #[cfg(any(target_os = "linux", target_os = "android"))]
         assert_eq!(
             socket.tcp_user_timeout().unwrap(),
-            Some(Duration::from_secs(9))
+            Some(Duration::from_secs(42 + 9))
         );
     }
 }
