@@ -103,10 +103,14 @@ impl Beside {
         Self::spawn(listener, announce, |l, stopped| admin.serve(l, stopped))
     }
 
-    /// `grpc.health.v1` alone, in plaintext.
-    fn health(listener: TcpListener, health: HealthState) -> anyhow::Result<Self> {
-        Self::spawn(listener, "health", |l, stopped| {
-            calcmesh_runtime::serve_health(health, l, stopped)
+    /// `grpc.health.v1` alone, in plaintext, its connections accepted as `config` says.
+    fn health(
+        listener: TcpListener,
+        health: HealthState,
+        config: ServerConfig,
+    ) -> anyhow::Result<Self> {
+        Self::spawn(listener, "health", |l, stopped| async move {
+            calcmesh_runtime::serve_health(health, l, &config, stopped).await
         })
     }
 
@@ -245,7 +249,11 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
         beside.push(Beside::admin(listener, admin, "admin")?);
     }
     if let Some(listener) = health {
-        beside.push(Beside::health(listener, server.health())?);
+        beside.push(Beside::health(
+            listener,
+            server.health(),
+            server.config().clone(),
+        )?);
     }
     let config = server.config();
     tracing::info!(

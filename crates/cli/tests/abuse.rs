@@ -16,29 +16,28 @@ use tokio::net::TcpStream;
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const CALCULATE: &str = "/calculator.Calculator/Calculate";
 
+/// The arguments of a calculator process with a small stream limit and a short handshake timeout.
+const CALCULATOR: &[&str] = &[
+    "serve",
+    "calculator",
+    "--listen",
+    "127.0.0.1:0",
+    "--max-concurrent-streams",
+    "8",
+    "--handshake-timeout",
+    "300ms",
+    "--grace-period",
+    "2s",
+];
+
 /// A calculator process with a small stream limit and a short handshake timeout.
 async fn calculator() -> ServerProcess {
-    ServerProcess::start(
-        common::BIN,
-        &[
-            "serve",
-            "calculator",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-concurrent-streams",
-            "8",
-            "--handshake-timeout",
-            "300ms",
-            "--grace-period",
-            "2s",
-        ],
-    )
-    .await
+    ServerProcess::start(common::BIN, CALCULATOR).await
 }
 
 /// The server still computes `2 + 3`.
-async fn still_answers(server: &ServerProcess) {
-    let out = common::calcmesh(&["calc", "--target", &server.addr, "2", "+", "3"], "").await;
+async fn still_answers(addr: &str) {
+    let out = common::calcmesh(&["calc", "--target", addr, "2", "+", "3"], "").await;
     assert_eq!(
         out.stdout, "5\n",
         "the server still answers: {}",
@@ -113,7 +112,7 @@ async fn malformed_protobuf_is_a_clean_error() {
     short.extend_from_slice(b"abc");
     let (_, code, message) = h2_call(&server.addr, "application/grpc", Bytes::from(short)).await;
     assert_eq!(code, "13", "{message}");
-    still_answers(&server).await;
+    still_answers(&server.addr).await;
     stops_cleanly(server).await;
 }
 
@@ -138,7 +137,7 @@ async fn a_wrong_content_type_is_refused() {
         (200, "3"),
         "served: an empty Request has no operator"
     );
-    still_answers(&server).await;
+    still_answers(&server.addr).await;
     stops_cleanly(server).await;
 }
 
@@ -168,24 +167,29 @@ async fn garbage_and_http1_are_dropped_and_the_server_carries_on() {
     .await;
     // hyper, HTTP/2 only, answers an HTTP/1 request with a GOAWAY (PROTOCOL_ERROR) or nothing.
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
-    still_answers(&server).await;
+    still_answers(&server.addr).await;
     stops_cleanly(server).await;
 }
 
 #[tokio::test]
 async fn a_client_that_sends_nothing_is_closed_after_the_handshake_timeout() {
-    let server = calculator().await;
-    let started = std::time::Instant::now();
-    // Connects and says nothing; then one that stops half-way through the preface.
-    for bytes in [&b""[..], &PREFACE[..10]] {
-        send_and_read_to_end(&server.addr, bytes).await;
+    // The plaintext health port accepts connections as the gRPC port does.
+    let args = [CALCULATOR, &["--health-listen", "127.0.0.1:0"]].concat();
+    let server = ServerProcess::start_until(common::BIN, &args, "health on ").await;
+    let grpc = server.lines[0].strip_prefix("listening on ").unwrap();
+    for addr in [grpc, &server.addr] {
+        let started = std::time::Instant::now();
+        // Connects and says nothing; then one that stops half-way through the preface.
+        for bytes in [&b""[..], &PREFACE[..10]] {
+            send_and_read_to_end(addr, bytes).await;
+        }
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(600) && elapsed < Duration::from_secs(5),
+            "{addr} closed after the 300 ms timeout, each: {elapsed:?}"
+        );
     }
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(600) && elapsed < Duration::from_secs(5),
-        "closed after the 300 ms timeout, each: {elapsed:?}"
-    );
-    still_answers(&server).await;
+    still_answers(grpc).await;
     stops_cleanly(server).await;
 }
 
@@ -304,7 +308,7 @@ async fn streams_over_the_limit_are_refused() {
         "REFUSED_STREAM for the 9th to 12th"
     );
     drop(tcp);
-    still_answers(&server).await;
+    still_answers(&server.addr).await;
     stops_cleanly(server).await;
 }
 
@@ -329,6 +333,6 @@ async fn rapid_resets_end_the_connection_not_the_server() {
     let code = u32::from_be_bytes([goaway[4], goaway[5], goaway[6], goaway[7]]);
     assert_eq!(code, 11, "ENHANCE_YOUR_CALM");
     drop(tcp);
-    still_answers(&server).await;
+    still_answers(&server.addr).await;
     stops_cleanly(server).await;
 }

@@ -340,15 +340,22 @@ impl Server {
 /// for probes that cannot speak TLS, such as the kubelet's gRPC probe. It reports what the
 /// server owning `health` reports (NOT_SERVING from the moment that server drains), so stop it
 /// after that server has finished. Health says nothing secret, so any address is allowed.
+/// Connections are accepted as `config`'s server accepts them (TCP options, keepalive, the
+/// handshake timeout), without its TLS.
 ///
 /// # Errors
 /// The transport fails.
 pub async fn serve_health(
     health: HealthState,
     listener: TcpListener,
+    config: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let plaintext = ServerConfig {
+        tls: None,
+        ..config.clone()
+    };
+    let incoming = accept(listener, &plaintext, Arc::default());
     tonic::transport::Server::builder()
         .add_service(health.service())
         .serve_with_incoming_shutdown(incoming, shutdown)
