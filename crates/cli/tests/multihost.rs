@@ -392,11 +392,6 @@ async fn evaluator_metrics(net: &Network) -> String {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "ss: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
