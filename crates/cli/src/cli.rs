@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use calcmesh_evaluator::EvaluatorConfig;
 use calcmesh_expr::Limits;
-use calcmesh_runtime::{ClientConfig, Policy, ServerConfig, Target};
+use calcmesh_runtime::{ClientConfig, LbPolicy, ServerConfig, Target};
 use clap::{Args, Parser, Subcommand};
 
 /// calcmesh: gRPC microservices in Rust — a calculator, its clients, and the runtime around them.
@@ -466,7 +466,7 @@ impl ServerArgs {
             _ => None,
         };
         let mut policy = match &self.policy {
-            Some(path) => Some(calcmesh_runtime::authz::Policy::load(path)?),
+            Some(path) => Some(calcmesh_runtime::authz::AuthzPolicy::load(path)?),
             None => None,
         };
         for rule in &self.allow {
@@ -522,8 +522,8 @@ impl ClientArgs {
 pub(crate) struct BalancingArgs {
     /// Load-balancing policy: least_request (the less busy of two random endpoints) or
     /// round_robin.
-    #[arg(long, env = "CALCMESH_LB", default_value_t = Policy::default())]
-    pub(crate) lb: Policy,
+    #[arg(long, env = "CALCMESH_LB", default_value_t = LbPolicy::default())]
+    pub(crate) lb: LbPolicy,
     /// How long to wait for a TCP connection.
     #[arg(long, env = "CALCMESH_CONNECT_TIMEOUT", default_value_t = ClientConfig::default().connect_timeout.into())]
     pub(crate) connect_timeout: humantime::Duration,

@@ -1,6 +1,5 @@
 //! The client commands: one per RPC kind of `calculator.Calculator`.
 
-use std::error::Error as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
@@ -42,17 +41,8 @@ pub(crate) fn code_name(code: Code) -> &'static str {
 
 /// `CODE: message`, with the transport's cause (e.g. "Connection refused") when there is one.
 fn describe(status: &Status) -> String {
-    let mut text = format!("{}: {}", code_name(status.code()), status.message());
-    let mut source = status.source();
-    while let Some(err) = source {
-        let cause = err.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = err.source();
-    }
-    text
+    let text = format!("{}: {}", code_name(status.code()), status.message());
+    calcmesh_runtime::error::with_causes(text, status)
 }
 
 fn status_error(status: Status) -> anyhow::Error {

@@ -376,7 +376,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             key: dir.join("calculator.key"),
             client_ca: Some(dir.join("ca.pem")),
         };
-        let mut policy = calcmesh_runtime::authz::Policy::default();
+        let mut policy = calcmesh_runtime::authz::AuthzPolicy::default();
         policy.allow("spiffe://calcmesh/evaluator", "/calculator.Calculator/");
         policy.allow("spiffe://calcmesh/admin", "/");
         let server = ServerConfig {

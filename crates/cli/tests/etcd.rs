@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use calcmesh_runtime::{ClientConfig, Policy, Target};
+use calcmesh_runtime::{ClientConfig, LbPolicy, Target};
 use tokio::process::Command;
 use tokio::time::Instant;
 
@@ -45,7 +45,7 @@ async fn keys(etcd: &Etcd) -> Vec<String> {
 fn client(etcd: &Etcd) -> calcmesh_runtime::MeshChannel {
     let target: Target = etcd.target("calculator").parse().unwrap();
     let config = ClientConfig {
-        policy: Policy::RoundRobin,
+        policy: LbPolicy::RoundRobin,
         idempotent: calcmesh_proto::idempotent_methods(),
         ..ClientConfig::default()
     };

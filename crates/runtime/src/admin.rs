@@ -79,14 +79,7 @@ impl Admin {
         for channel in &self.channels {
             let counts = channel.endpoints();
             if counts.eligible == 0 {
-                reasons.push(format!(
-                    "no endpoint of {} can take calls: {} known, {} not serving, {} unreachable, {} reconnecting",
-                    channel.target(),
-                    counts.total,
-                    counts.not_serving,
-                    counts.down,
-                    counts.connecting
-                ));
+                reasons.push(counts.none_eligible(&channel.target()));
             }
         }
         reasons

@@ -1,7 +1,7 @@
 //! Authorization of callers by identity, per method.
 //!
 //! Under mutual TLS every caller has an identity (from its certificate, see [`crate::tls`]).
-//! Without a [`Policy`], every identity the client CA signed is admitted (authentication only).
+//! Without a [`AuthzPolicy`], every identity the client CA signed is admitted (authentication only).
 //! A policy narrows that to the identities it names, per method prefix; everyone else gets
 //! PERMISSION_DENIED, naming the method (never the policy). A call with no identity at all under
 //! a policy (a plaintext or one-way TLS connection) gets UNAUTHENTICATED. `grpc.health.v1` is
@@ -18,7 +18,7 @@ use crate::tls::PeerInfo;
 
 /// Who may call what: lines of `allow IDENTITY METHOD_PREFIX`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Policy {
+pub struct AuthzPolicy {
     rules: Vec<(String, String)>,
 }
 
@@ -33,14 +33,14 @@ pub struct PolicyError {
     problem: String,
 }
 
-impl Policy {
+impl AuthzPolicy {
     /// Parses policy text; `source_name` (a file name) goes into error messages. Blank lines and
     /// `#` comments are ignored.
     ///
     /// # Errors
     /// A line that is not `allow IDENTITY METHOD_PREFIX`.
     pub fn parse(text: &str, source_name: &str) -> Result<Self, PolicyError> {
-        let mut policy = Policy::default();
+        let mut policy = AuthzPolicy::default();
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default().trim();
             if line.is_empty() {
@@ -98,7 +98,7 @@ impl Policy {
 }
 
 /// Decides one request: `None` lets it through.
-fn decide(policy: Option<&Policy>, peer: Option<&PeerInfo>, path: &str) -> Option<Status> {
+fn decide(policy: Option<&AuthzPolicy>, peer: Option<&PeerInfo>, path: &str) -> Option<Status> {
     let policy = policy?;
     if path.starts_with("/grpc.health.v1.Health/") {
         return None;
@@ -114,15 +114,15 @@ fn decide(policy: Option<&Policy>, peer: Option<&PeerInfo>, path: &str) -> Optio
     }
 }
 
-/// The tower layer that enforces a [`Policy`] (and logs denials).
+/// The tower layer that enforces a [`AuthzPolicy`] (and logs denials).
 #[derive(Debug, Clone)]
 pub struct AuthzLayer {
-    policy: Option<std::sync::Arc<Policy>>,
+    policy: Option<std::sync::Arc<AuthzPolicy>>,
 }
 
 impl AuthzLayer {
     /// A layer for `policy` (`None`: admit every caller that got through TLS).
-    pub fn new(policy: Option<std::sync::Arc<Policy>>) -> Self {
+    pub fn new(policy: Option<std::sync::Arc<AuthzPolicy>>) -> Self {
         Self { policy }
     }
 }
@@ -142,7 +142,7 @@ impl<S> tower_layer::Layer<S> for AuthzLayer {
 #[derive(Debug, Clone)]
 pub struct Authz<S> {
     inner: S,
-    policy: Option<std::sync::Arc<Policy>>,
+    policy: Option<std::sync::Arc<AuthzPolicy>>,
 }
 
 impl<S> tower_service::Service<http::Request<Body>> for Authz<S>
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn policy_text() {
-        let p = Policy::parse("# who may call\nallow spiffe://calcmesh/evaluator /calculator.Calculator/\n\nallow spiffe://calcmesh/admin /  # everything\n", "p.txt").unwrap();
+        let p = AuthzPolicy::parse("# who may call\nallow spiffe://calcmesh/evaluator /calculator.Calculator/\n\nallow spiffe://calcmesh/admin /  # everything\n", "p.txt").unwrap();
         assert!(p.allows(
             "spiffe://calcmesh/evaluator",
             "/calculator.Calculator/Calculate"
@@ -193,9 +193,11 @@ mod tests {
             "/calcmesh.evaluator.v1.Evaluator/Evaluate"
         ));
         assert!(p.allows("spiffe://calcmesh/admin", "/anything/At"));
-        let err = Policy::parse("allow a\n", "p.txt").unwrap_err().to_string();
+        let err = AuthzPolicy::parse("allow a\n", "p.txt")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("p.txt:1: cannot read \"allow a\""), "{err}");
-        let err = Policy::parse("\nallow a calculator\n", "p.txt")
+        let err = AuthzPolicy::parse("\nallow a calculator\n", "p.txt")
             .unwrap_err()
             .to_string();
         assert!(
@@ -206,7 +208,7 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let mut p = Policy::default();
+        let mut p = AuthzPolicy::default();
         p.allow("spiffe://calcmesh/evaluator", "/calculator.Calculator/");
         let calc = "/calculator.Calculator/Calculate";
         assert!(

@@ -8,7 +8,7 @@
 //!   out of rotation at once; a connection that fails puts it out too, and the watcher retries
 //!   with exponential backoff until it connects and reports SERVING again.
 //!
-//! Policies ([`Policy`]): `round_robin` cycles through the eligible endpoints; `least_request`
+//! Policies ([`LbPolicy`]): `round_robin` cycles through the eligible endpoints; `least_request`
 //! picks two at random and sends to the one with fewer calls outstanding (P2C), so a slow
 //! instance, which accumulates outstanding calls, gets less traffic.
 
@@ -27,7 +27,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 /// How a client spreads calls over endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Policy {
+pub enum LbPolicy {
     /// Each eligible endpoint in turn.
     RoundRobin,
     /// Power of two choices over calls outstanding: the less busy of two random endpoints.
@@ -35,13 +35,13 @@ pub enum Policy {
     LeastRequest,
 }
 
-impl FromStr for Policy {
+impl FromStr for LbPolicy {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "round_robin" => Ok(Policy::RoundRobin),
-            "least_request" => Ok(Policy::LeastRequest),
+            "round_robin" => Ok(LbPolicy::RoundRobin),
+            "least_request" => Ok(LbPolicy::LeastRequest),
             other => Err(format!(
                 "unknown load-balancing policy {other:?}: expected round_robin or least_request"
             )),
@@ -49,11 +49,11 @@ impl FromStr for Policy {
     }
 }
 
-impl fmt::Display for Policy {
+impl fmt::Display for LbPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Policy::RoundRobin => "round_robin",
-            Policy::LeastRequest => "least_request",
+            LbPolicy::RoundRobin => "round_robin",
+            LbPolicy::LeastRequest => "least_request",
         })
     }
 }
@@ -135,16 +135,13 @@ impl Endpoint {
 
     /// Marks the endpoint unreachable, remembering why.
     pub(crate) fn set_down(&self, cause: String) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause);
+        *crate::sync::lock(&self.last_error) = Some(cause);
         self.set_state(State::Down);
     }
 
     /// Why the endpoint was last marked unreachable.
     pub(crate) fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::lock(&self.last_error).clone()
     }
 
     /// Counts a call as outstanding until the returned guard drops.
@@ -247,30 +244,15 @@ async fn watch_health(endpoint: Weak<Endpoint>, service: String) {
             Err(status) => {
                 tracing::debug!(%status, "health watch failed");
                 if let Some(e) = endpoint.upgrade() {
-                    let mut cause = status.message().to_owned();
-                    if let Some(source) = std::error::Error::source(&status) {
-                        cause = format!("{cause}: {}", error_chain(source));
-                    }
-                    e.set_down(cause);
+                    e.set_down(crate::error::with_causes(
+                        status.message().to_owned(),
+                        &status,
+                    ));
                 }
             }
         }
         tokio::time::sleep(backoff.next()).await;
     }
-}
-
-/// An error and its sources, as one line, each distinct part once.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        source = e.source();
-    }
-    text
 }
 
 /// Counts of endpoints by state, for messages and readiness.
@@ -288,12 +270,29 @@ pub struct EndpointCounts {
     pub connecting: usize,
 }
 
+impl EndpointCounts {
+    /// Why a channel to `target` cannot make a call now: the one wording of UNAVAILABLE's
+    /// message and of `/readyz`'s reason.
+    pub fn none_eligible(&self, target: &dyn std::fmt::Display) -> String {
+        let Self {
+            total,
+            eligible,
+            not_serving,
+            down,
+            connecting,
+        } = self;
+        format!(
+            "no endpoint of {target} can take calls: {total} known, {eligible} eligible, {not_serving} not serving, {down} unreachable, {connecting} reconnecting"
+        )
+    }
+}
+
 /// Makes the channel of a new endpoint from its `host:port`.
 type ChannelFactory = Box<dyn Fn(&str) -> Option<Channel> + Send + Sync>;
 
 /// The endpoint set of one target.
 pub(crate) struct Balancer {
-    policy: Policy,
+    policy: LbPolicy,
     health_service: Option<String>,
     make_channel: ChannelFactory,
     endpoints: RwLock<Vec<Arc<Endpoint>>>,
@@ -314,7 +313,7 @@ impl fmt::Debug for Balancer {
 
 impl Balancer {
     pub(crate) fn new(
-        policy: Policy,
+        policy: LbPolicy,
         health_service: Option<String>,
         make_channel: impl Fn(&str) -> Option<Channel> + Send + Sync + 'static,
     ) -> Self {
@@ -340,15 +339,11 @@ impl Balancer {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Endpoint>>> {
-        self.endpoints
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::read(&self.endpoints)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Endpoint>>> {
-        self.endpoints
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::write(&self.endpoints)
     }
 
     /// Adds an endpoint (no-op if known). Must run inside a tokio runtime (it starts the
@@ -426,8 +421,10 @@ impl Balancer {
         let chosen = match (n, self.policy) {
             (0, _) => return None,
             (1, _) => candidates[0],
-            (_, Policy::RoundRobin) => candidates[self.cursor.fetch_add(1, Ordering::Relaxed) % n],
-            (_, Policy::LeastRequest) => {
+            (_, LbPolicy::RoundRobin) => {
+                candidates[self.cursor.fetch_add(1, Ordering::Relaxed) % n]
+            }
+            (_, LbPolicy::LeastRequest) => {
                 let a = fastrand::usize(..n);
                 let b = (a + 1 + fastrand::usize(..n - 1)) % n;
                 let (a, b) = (candidates[a], candidates[b]);

@@ -25,7 +25,7 @@ use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 use tower::retry::budget::{Budget, TpsBudget};
 
-use crate::balance::{Balancer, EndpointCounts, Outstanding, Policy};
+use crate::balance::{Balancer, EndpointCounts, LbPolicy, Outstanding};
 use crate::discovery::{Change, Discover, Dns, StaticList};
 use crate::metrics::ClientMetrics;
 use crate::retry::{ReplayBody, never_reached_server, unreachable};
@@ -217,7 +217,7 @@ pub struct ClientConfig {
     /// How long to wait for the PING ack. Default 20 s.
     pub keepalive_timeout: Duration,
     /// How calls are spread over endpoints. Default least_request.
-    pub policy: Policy,
+    pub policy: LbPolicy,
     /// The service whose `grpc.health.v1` status decides if an endpoint takes calls (`""`: the
     /// server as a whole); `None` turns health checking off. Default `Some("")`.
     pub health_service: Option<String>,
@@ -242,7 +242,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
-            policy: Policy::default(),
+            policy: LbPolicy::default(),
             health_service: Some(String::new()),
             max_attempts: 3,
             idempotent: Vec::new(),
@@ -369,14 +369,14 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
         _stop: stop,
     });
     if let Some(metrics) = &config.metrics {
-        let mut channels = metrics.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut channels = crate::sync::lock(&metrics.channels);
         channels.retain(|c| c.strong_count() > 0);
         channels.push(Arc::downgrade(&shared));
     }
     Ok(MeshChannel { shared })
 }
 
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) use crate::error::BoxError;
 
 /// What discovery has delivered: how often, and when last.
 #[derive(Debug, Default)]
@@ -454,14 +454,7 @@ impl MeshChannel {
 /// tonic reports its own expired deadline as a `TimeoutExpired` error (which becomes CANCELLED);
 /// gRPC says DEADLINE_EXCEEDED.
 fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.is::<tonic::TimeoutExpired>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    crate::error::is_caused_by::<tonic::TimeoutExpired>(err)
 }
 
 fn deadline_exceeded() -> BoxError {
@@ -472,22 +465,13 @@ fn deadline_exceeded() -> BoxError {
 
 impl Shared {
     fn no_endpoint(&self) -> BoxError {
-        let EndpointCounts {
-            total,
-            eligible,
-            not_serving,
-            down,
-            connecting,
-        } = self.balancer.counts();
         let cause = self
             .balancer
             .a_failure()
             .map(|f| format!(" (last failure: {f})"))
             .unwrap_or_default();
-        Box::new(Status::unavailable(format!(
-            "no endpoint of {} can take calls: {total} known, {eligible} eligible, {not_serving} not serving, {down} unreachable, {connecting} reconnecting{cause}",
-            self.target
-        )))
+        let why = self.balancer.counts().none_eligible(&self.target);
+        Box::new(Status::unavailable(format!("{why}{cause}")))
     }
 
     /// An endpoint for the next attempt. With none eligible but some reconnecting (gRPC's
@@ -605,7 +589,7 @@ impl Shared {
                     }
                     let unseen = never_reached_server(&err);
                     if unreachable(&err) {
-                        endpoint.set_down(crate::balance::error_chain(&err));
+                        endpoint.set_down(crate::error::display_chain(&err));
                     }
                     tried.push(endpoint);
                     let retryable = (idempotent || unseen)
@@ -616,7 +600,7 @@ impl Shared {
                         // A transport failure is UNAVAILABLE in gRPC's terms (tonic would say
                         // UNKNOWN for a reset connection).
                         let endpoint = &tried[tried.len() - 1].authority;
-                        let cause = crate::balance::error_chain(&err);
+                        let cause = crate::error::display_chain(&err);
                         let attempts = match tried.len() {
                             1 => String::new(),
                             n => format!(
@@ -695,10 +679,7 @@ impl prometheus_client::collector::Collector for ChannelsCollector {
         use prometheus_client::metrics::counter::ConstCounter;
         use prometheus_client::metrics::gauge::ConstGauge;
 
-        let channels: Vec<Arc<Shared>> = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let channels: Vec<Arc<Shared>> = crate::sync::lock(&self.0)
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
@@ -801,8 +782,7 @@ impl prometheus_client::collector::Collector for ChannelsCollector {
 
 /// Whether `status` comes from the connection failing (hyper's error among its sources).
 fn transport_failure(status: &Status) -> bool {
-    std::iter::successors(std::error::Error::source(status), |e| e.source())
-        .any(|e| e.is::<hyper::Error>())
+    crate::error::is_caused_by::<hyper::Error>(status)
 }
 
 pin_project_lite::pin_project! {

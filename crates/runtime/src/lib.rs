@@ -26,6 +26,7 @@ pub mod certs;
 pub mod client;
 pub mod deadline;
 pub mod discovery;
+pub mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod health;
@@ -34,10 +35,12 @@ pub mod metrics;
 pub mod retry;
 pub mod server;
 pub mod shutdown;
+mod sync;
 pub mod tls;
 pub mod trace;
 
-pub use balance::{EndpointCounts, Policy};
+pub use authz::AuthzPolicy;
+pub use balance::{EndpointCounts, LbPolicy};
 pub use client::{ClientConfig, ClientError, MeshChannel, Target, connect};
 pub use health::HealthState;
 pub use server::{

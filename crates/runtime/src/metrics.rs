@@ -193,7 +193,7 @@ impl RpcMetrics {
             .keys()
             .map(|path| (path.clone(), metrics.resolve(path)))
             .collect();
-        *metrics.methods.write().unwrap_or_else(|p| p.into_inner()) = known;
+        *crate::sync::write(&metrics.methods) = known;
         metrics
     }
 
@@ -221,15 +221,10 @@ impl RpcMetrics {
 
     /// The metrics of `path`: precomputed for described methods, made once otherwise.
     fn method(&self, path: &str) -> Arc<MethodMetrics> {
-        if let Some(m) = self
-            .methods
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(path)
-        {
+        if let Some(m) = crate::sync::read(&self.methods).get(path) {
             return m.clone();
         }
-        let mut methods = self.methods.write().unwrap_or_else(|p| p.into_inner());
+        let mut methods = crate::sync::write(&self.methods);
         methods
             .entry(path.to_owned())
             .or_insert_with(|| self.resolve(path))
@@ -325,10 +320,10 @@ impl ClientMetrics {
         &self,
         request: http::Request<Body>,
         send: F,
-    ) -> impl Future<Output = Result<http::Response<Body>, crate::client::BoxError>> + use<F, Fut>
+    ) -> impl Future<Output = Result<http::Response<Body>, crate::error::BoxError>> + use<F, Fut>
     where
         F: FnOnce(http::Request<Body>) -> Fut,
-        Fut: Future<Output = Result<http::Response<Body>, crate::client::BoxError>>,
+        Fut: Future<Output = Result<http::Response<Body>, crate::error::BoxError>>,
     {
         let mut call = self.rpc.start(request.uri().path());
         let request = count_messages(request, call.method.sent.clone());

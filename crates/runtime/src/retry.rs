@@ -17,6 +17,8 @@ use http_body::{Body as HttpBody, Frame};
 use tonic::Status;
 use tonic::body::Body;
 
+use crate::error::chain;
+
 /// Bytes of request body kept for a retry; a larger request is not retried.
 pub const REPLAY_LIMIT: usize = 64 * 1024;
 
@@ -54,9 +56,7 @@ impl ReplayBody {
     }
 
     fn source(&self) -> std::sync::MutexGuard<'_, Source> {
-        self.source
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.source)
     }
 
     /// A body that sends everything from the start again, then continues with the rest, or
@@ -81,9 +81,7 @@ impl HttpBody for ReplayBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let (position, past_record) = (self.position, self.past_record);
         let source_arc = self.source.clone();
-        let mut source = source_arc
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut source = crate::sync::lock(&source_arc);
         if !past_record {
             if let Some(chunk) = source.recorded.get(position).cloned() {
                 drop(source);
@@ -152,13 +150,6 @@ pub(crate) fn unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
         // tonic's connect timeout; a call's own deadline is a different error (TimeoutExpired).
             || e.is::<tokio::time::error::Elapsed>()
     })
-}
-
-/// An error and its sources.
-fn chain<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(err), |e| e.source())
 }
 
 #[cfg(test)]

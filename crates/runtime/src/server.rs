@@ -25,7 +25,7 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
-use crate::authz::{AuthzLayer, Policy};
+use crate::authz::{AuthzLayer, AuthzPolicy};
 use crate::health::HealthState;
 use crate::limits::MessageSizeLimitLayer;
 use crate::metrics::{MetricsLayer, ServerMetrics};
@@ -56,7 +56,7 @@ pub struct ServerConfig {
     /// non-loopback address unless `insecure` is set.
     pub tls: Option<Arc<ServerTls>>,
     /// Who may call what, by client-certificate identity; `None` admits every caller.
-    pub policy: Option<Arc<Policy>>,
+    pub policy: Option<Arc<AuthzPolicy>>,
     /// Allow plaintext on a non-loopback address (logged as a warning).
     pub insecure: bool,
     /// Close each connection gracefully (GOAWAY) once it is this old, so clients that discover

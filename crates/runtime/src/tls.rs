@@ -188,7 +188,7 @@ impl ServerTls {
 
     /// The acceptor for the next handshake: the files' current contents.
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = crate::sync::lock(&self.state);
         if state.checked.elapsed() >= RELOAD_CHECK {
             state.checked = Instant::now();
             let stamps = self.files.stamps();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::Request;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
-use calcmesh_runtime::{ClientConfig, MeshChannel, Policy, Server, ServerConfig, Target};
+use calcmesh_runtime::{ClientConfig, LbPolicy, MeshChannel, Server, ServerConfig, Target};
 use calcmesh_testkit::{Intercept, Running};
 
 struct Instance {
@@ -28,7 +28,7 @@ fn instance(delay: Option<Duration>) -> Instance {
     }
 }
 
-fn channel(instances: &[Instance], policy: Policy) -> MeshChannel {
+fn channel(instances: &[Instance], policy: LbPolicy) -> MeshChannel {
     let target = Target::Static(instances.iter().map(|i| i.running.addr).collect());
     let config = ClientConfig {
         policy,
@@ -72,7 +72,7 @@ async fn stop(instances: Vec<Instance>) {
 #[tokio::test]
 async fn round_robin_gives_each_instance_a_third() {
     let instances: Vec<_> = (0..3).map(|_| instance(None)).collect();
-    let channel = channel(&instances, Policy::RoundRobin);
+    let channel = channel(&instances, LbPolicy::RoundRobin);
     load(&channel, 3_000, 1).await;
     for i in &instances {
         let n = i.service.calculations();
@@ -97,7 +97,7 @@ async fn least_request_sends_less_to_a_slow_instance() {
         instance(None),
         instance(Some(Duration::from_millis(5))),
     ];
-    let channel = channel(&instances, Policy::LeastRequest);
+    let channel = channel(&instances, LbPolicy::LeastRequest);
     load(&channel, 3_000, 16).await;
     let counts: Vec<u64> = instances.iter().map(|i| i.service.calculations()).collect();
     let fast = (counts[0] + counts[1]) / 2;
@@ -114,7 +114,7 @@ async fn least_request_sends_less_to_a_slow_instance() {
 #[tokio::test]
 async fn not_serving_leaves_the_rotation_within_a_second() {
     let instances: Vec<_> = (0..3).map(|_| instance(None)).collect();
-    let channel = channel(&instances, Policy::RoundRobin);
+    let channel = channel(&instances, LbPolicy::RoundRobin);
     load(&channel, 30, 1).await;
     assert!(instances.iter().all(|i| i.service.calculations() > 0));
 
@@ -156,7 +156,7 @@ async fn not_serving_leaves_the_rotation_within_a_second() {
 #[tokio::test]
 async fn a_stopped_instance_costs_no_failed_call() {
     let mut instances: Vec<_> = (0..3).map(|_| instance(None)).collect();
-    let channel = channel(&instances, Policy::LeastRequest);
+    let channel = channel(&instances, LbPolicy::LeastRequest);
     load(&channel, 300, 4).await;
     // Drain one instance: its health turns NOT_SERVING and its listener closes.
     let gone = instances.remove(1);
@@ -191,13 +191,8 @@ trait RefusedInChain {
 
 impl RefusedInChain for tonic::Status {
     fn source_chain_has_refused(&self) -> bool {
-        let mut source = std::error::Error::source(self);
-        while let Some(e) = source {
-            if e.to_string().contains("onnection refused") {
-                return true;
-            }
-            source = e.source();
-        }
-        false
+        calcmesh_runtime::error::chain(self)
+            .skip(1)
+            .any(|e| e.to_string().contains("onnection refused"))
     }
 }

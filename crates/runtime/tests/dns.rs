@@ -8,7 +8,7 @@ use std::time::Duration;
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::Request;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
-use calcmesh_runtime::{ClientConfig, MeshChannel, Policy, Server, ServerConfig, Target};
+use calcmesh_runtime::{ClientConfig, LbPolicy, MeshChannel, Server, ServerConfig, Target};
 use calcmesh_testkit::Running;
 
 const NAME: &str = "calculator.calcmesh.test";
@@ -156,7 +156,7 @@ async fn every_record_is_used_and_a_removed_one_is_drained() {
     let ips: Vec<IpAddr> = calculators.iter().map(|(r, _)| r.addr.ip()).collect();
     let mut dns = Dnsmasq::start(&ips);
     let config = ClientConfig {
-        policy: Policy::RoundRobin,
+        policy: LbPolicy::RoundRobin,
         dns_interval: Duration::from_millis(1_500),
         ..ClientConfig::default()
     };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use calcmesh_runtime::admin::Admin;
 use calcmesh_runtime::metrics::ClientMetrics;
-use calcmesh_runtime::{ClientConfig, Policy, Server, ServerConfig, Target};
+use calcmesh_runtime::{ClientConfig, LbPolicy, Server, ServerConfig, Target};
 use calcmesh_testkit::{Running, http_get};
 
 /// The sum of the samples of `name` whose labels include every pair in `labels`.
@@ -181,7 +181,7 @@ async fn client_metrics_count_calls_by_code_and_eject_a_dead_endpoint() {
         &target,
         &ClientConfig {
             metrics: Some(metrics),
-            policy: Policy::RoundRobin,
+            policy: LbPolicy::RoundRobin,
             idempotent: calcmesh_proto::idempotent_methods(),
             ..ClientConfig::default()
         },

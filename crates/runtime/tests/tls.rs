@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::Request;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
-use calcmesh_runtime::authz::Policy;
+use calcmesh_runtime::authz::AuthzPolicy;
 use calcmesh_runtime::certs::{self, InitOptions};
 use calcmesh_runtime::tls::{ClientTls, PeerInfo, ServerTls, ServerTlsFiles};
 use calcmesh_runtime::{ClientConfig, MeshChannel, ServeError, Server, ServerConfig, Target};
@@ -68,7 +68,7 @@ impl Drop for Pki {
 
 fn server(
     tls: Option<ServerTlsFiles>,
-    policy: Option<Policy>,
+    policy: Option<AuthzPolicy>,
 ) -> (Server, Arc<Mutex<Vec<PeerInfo>>>) {
     let config = ServerConfig {
         tls: tls.map(|files| Arc::new(ServerTls::load(files).unwrap())),
@@ -140,7 +140,7 @@ async fn tls_and_mutual_tls_carry_calls_and_the_callers_identity() {
 #[tokio::test]
 async fn a_policy_admits_only_the_identities_it_names() {
     let pki = Pki::new("policy");
-    let policy = Policy::parse(
+    let policy = AuthzPolicy::parse(
         "allow spiffe://calcmesh/evaluator /calculator.Calculator/\n",
         "test",
     )
