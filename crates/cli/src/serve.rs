@@ -10,7 +10,7 @@ use anyhow::Context;
 use calcmesh_calculator::CalculatorService;
 use calcmesh_evaluator::{EvaluatorConfig, EvaluatorService};
 use calcmesh_runtime::admin::Admin;
-use calcmesh_runtime::metrics::ClientMetrics;
+use calcmesh_runtime::client::ClientMetrics;
 use calcmesh_runtime::{
     ClientConfig, HealthState, MeshChannel, Server, ServerConfig, Target, bind, connect, shutdown,
 };

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::metrics::{ClientMetrics, ServerMetrics};
+use crate::client::ClientMetrics;
+use crate::telemetry::metrics::ServerMetrics;
 use crate::{HealthState, MeshChannel, Server};
 
 /// What an admin endpoint reports. Build it, then [`serve`](Admin::serve) it.
@@ -67,7 +68,7 @@ impl Admin {
             .chain(self.clients.iter().map(|m| m.registry()))
             .chain([&process])
             .collect();
-        crate::metrics::encode(&registries)
+        crate::telemetry::metrics::encode(&registries)
     }
 
     /// Why the process is not ready, one reason per item; empty when it is.

@@ -3,41 +3,44 @@
 //! server needs around it lives here.
 //!
 //! # Layout
-//! - [`server`]: [`Server`] — health, reflection, limits, connection accounting, graceful drain.
-//! - [`health`]: `grpc.health.v1` whose Watch streams end when the server drains.
-//! - [`limits`]: the max-message-size layer that answers RESOURCE_EXHAUSTED, as the gRPC spec says.
+//! Folders by job. `server/` and `client/` never import each other; `telemetry/` imports
+//! neither; the small modules at the top are shared by all.
+//! - [`server`]: [`Server`] — accept and TCP options, health, reflection, limits, drain.
+//!   - [`server::health`]: `grpc.health.v1` whose Watch streams end when the server drains.
+//!   - [`server::limits`]: the max-message-size layer that answers RESOURCE_EXHAUSTED.
+//!   - [`server::authz`]: per-method authorization of the caller's identity.
 //! - [`client`]: [`Target`] parsing and [`connect`], the one way to get a channel ([`MeshChannel`]).
-//! - [`discovery`]: where endpoints come from — static lists, DNS, etcd — as a stream of changes.
-//! - `etcd` (feature `etcd`): etcd discovery and server registration, in grpc-go's key layout.
-//! - [`balance`]: the health-aware balancer (round_robin, least_request) over those endpoints.
-//! - [`retry`]: when a failed call may be sent again, and the body that can be.
-//! - [`deadline`]: the caller's deadline, read from `grpc-timeout` and passed downstream.
-//! - [`tls`], [`authz`], [`certs`]: TLS and mutual TLS that reload, caller identity, per-method
-//!   authorization, and a development CA.
-//! - [`metrics`]: go-grpc-prometheus metrics of servers and clients, and each server call's span.
-//! - [`trace`]: W3C `traceparent` read from every call and sent on every downstream call.
-//! - [`admin`]: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
-//! - [`shutdown`]: the SIGINT/SIGTERM future that starts a graceful drain.
+//!   - [`client::discovery`]: where endpoints come from — static lists, DNS, etcd — as changes.
+//!   - `client::etcd` (feature `etcd`): etcd discovery and registration, in grpc-go's layout.
+//!   - [`client::balance`]: the health-aware balancer (round_robin, least_request).
+//!   - [`client::retry`]: when a failed call may be sent again, and the body that can be.
+//! - [`tls`]: TLS and mutual TLS that reload, the caller's identity; [`tls::certs`]: a development CA.
+//! - [`telemetry`]: go-grpc-prometheus metrics and each call's span ([`telemetry::metrics`]), W3C
+//!   `traceparent` across services ([`telemetry::trace`]).
+//! - [`admin`]: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) over servers and clients.
+//! - Shared: [`deadline`] (the caller's deadline, passed downstream), [`error`] (the error-chain
+//!   walker), [`shutdown`] (SIGINT/SIGTERM), `backoff`, `framing` (gRPC message boundaries), `sync`.
+//!
+//! The old flat paths (`calcmesh_runtime::balance`, `::authz`, `::metrics`, …) stay as re-exports.
 
 pub mod admin;
-pub mod authz;
-pub mod balance;
-pub mod certs;
+mod backoff;
 pub mod client;
 pub mod deadline;
-pub mod discovery;
 pub mod error;
-#[cfg(feature = "etcd")]
-pub mod etcd;
-pub mod health;
-pub mod limits;
-pub mod metrics;
-pub mod retry;
+mod framing;
 pub mod server;
 pub mod shutdown;
 mod sync;
+pub mod telemetry;
 pub mod tls;
-pub mod trace;
+
+#[cfg(feature = "etcd")]
+pub use client::etcd;
+pub use client::{balance, discovery, retry};
+pub use server::{authz, health, limits};
+pub use telemetry::{metrics, trace};
+pub use tls::certs;
 
 pub use authz::AuthzPolicy;
 pub use balance::{EndpointCounts, LbPolicy};

@@ -8,7 +8,7 @@ use calcmesh_proto::calculator::{FactorizeRequest, Number, Request};
 use std::sync::Arc;
 
 use calcmesh_runtime::admin::Admin;
-use calcmesh_runtime::metrics::ClientMetrics;
+use calcmesh_runtime::client::ClientMetrics;
 use calcmesh_runtime::{ClientConfig, LbPolicy, Server, ServerConfig, Target};
 use calcmesh_testkit::{Running, http_get};
 

@@ -1,7 +1,7 @@
 //! The one place that builds gRPC servers.
 //!
 //! A [`Server`] wraps the services it is given with what every calcmesh server has:
-//! `grpc.health.v1` (see [`crate::health`]), server reflection v1 and v1alpha, a per-message size
+//! `grpc.health.v1` (see [`crate::server::health`]), server reflection v1 and v1alpha, a per-message size
 //! limit answering RESOURCE_EXHAUSTED, a cap on concurrent streams per connection, dead-peer
 //! detection by the kernel (TCP keepalive and TCP_USER_TIMEOUT), TCP_NODELAY, a deep listen
 //! backlog, a count of accepted connections, and a graceful drain: when the shutdown future
@@ -10,6 +10,10 @@
 //!
 //! [`Server::serve`] takes an already-bound listener, so tests bind `127.0.0.1:0` and read the
 //! port back before serving.
+
+pub mod authz;
+pub mod health;
+pub mod limits;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,10 +29,10 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
-use crate::authz::{AuthzLayer, AuthzPolicy};
-use crate::health::HealthState;
-use crate::limits::MessageSizeLimitLayer;
-use crate::metrics::{MetricsLayer, ServerMetrics};
+use crate::server::authz::{AuthzLayer, AuthzPolicy};
+use crate::server::health::HealthState;
+use crate::server::limits::MessageSizeLimitLayer;
+use crate::telemetry::metrics::{MetricsLayer, ServerMetrics};
 use crate::tls::{Conn, ServerTls};
 
 /// Server limits and timings. [`Default`] gives production defaults.

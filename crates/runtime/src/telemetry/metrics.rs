@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -34,9 +34,9 @@ use tonic::Status;
 use tonic::body::Body;
 use tracing::Instrument;
 
-use crate::limits::FrameScanner;
+use crate::framing::FrameScanner;
+use crate::telemetry::trace::TraceContext;
 use crate::tls::PeerInfo;
-use crate::trace::TraceContext;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
@@ -55,11 +55,11 @@ struct HandledLabels {
 
 /// The metrics of one method, resolved once so that a call costs no label allocation or
 /// family lookup (only its final code is looked up, among 17).
-struct MethodMetrics {
+pub(crate) struct MethodMetrics {
     labels: MethodLabels,
     started: Counter,
-    received: Counter,
-    sent: Counter,
+    pub(crate) received: Counter,
+    pub(crate) sent: Counter,
     seconds: Histogram,
     handled_family: Family<HandledLabels, Counter>,
     handled: [std::sync::OnceLock<Counter>; 17],
@@ -130,8 +130,8 @@ fn method_types(descriptors: &[&[u8]]) -> HashMap<String, &'static str> {
 }
 
 /// The per-RPC families of one side (`server` or `client`).
-struct RpcMetrics {
-    registry: Registry,
+pub(crate) struct RpcMetrics {
+    pub(crate) registry: Registry,
     started: Family<MethodLabels, Counter>,
     handled: Family<HandledLabels, Counter>,
     received: Family<MethodLabels, Counter>,
@@ -143,7 +143,7 @@ struct RpcMetrics {
 }
 
 impl RpcMetrics {
-    fn new(side: &str, descriptors: &[&[u8]]) -> Self {
+    pub(crate) fn new(side: &str, descriptors: &[&[u8]]) -> Self {
         let mut registry = Registry::default();
         let started = Family::default();
         let handled = Family::default();
@@ -232,7 +232,7 @@ impl RpcMetrics {
     }
 
     /// Counts a call as started; the returned [`Call`] records how it ends.
-    fn start(&self, path: &str) -> Call {
+    pub(crate) fn start(&self, path: &str) -> Call {
         let method = self.method(path);
         method.started.inc();
         method.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -280,69 +280,6 @@ impl ServerMetrics {
     }
 }
 
-/// A client's metrics: go-grpc-prometheus `grpc_client_*` for every call made through the
-/// channels that share it, and per channel its endpoints, their outstanding calls and ejections,
-/// retries, and discovery updates (`calcmesh_client_*`).
-pub struct ClientMetrics {
-    rpc: RpcMetrics,
-    pub(crate) channels: Arc<Mutex<Vec<Weak<crate::client::Shared>>>>,
-}
-
-impl std::fmt::Debug for ClientMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientMetrics").finish_non_exhaustive()
-    }
-}
-
-impl ClientMetrics {
-    /// A registry for calls to methods described by `descriptors` (encoded
-    /// `FileDescriptorSet`s, for each method's `grpc_type`).
-    pub fn new(descriptors: &[&[u8]]) -> Self {
-        let mut rpc = RpcMetrics::new("client", descriptors);
-        let channels = Arc::default();
-        rpc.registry
-            .register_collector(Box::new(crate::client::ChannelsCollector::new(&channels)));
-        Self { rpc, channels }
-    }
-
-    /// The registry, for an exposition ([`crate::admin`]).
-    pub fn registry(&self) -> &Registry {
-        &self.rpc.registry
-    }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        encode(&[self.registry()])
-    }
-
-    /// Records one client call: `send` performs it.
-    pub(crate) fn observe<F, Fut>(
-        &self,
-        request: http::Request<Body>,
-        send: F,
-    ) -> impl Future<Output = Result<http::Response<Body>, crate::error::BoxError>> + use<F, Fut>
-    where
-        F: FnOnce(http::Request<Body>) -> Fut,
-        Fut: Future<Output = Result<http::Response<Body>, crate::error::BoxError>>,
-    {
-        let mut call = self.rpc.start(request.uri().path());
-        let request = count_messages(request, call.method.sent.clone());
-        let future = send(request);
-        async move {
-            match future.await {
-                Ok(response) => Ok(call.settle(response, |m| m.received.clone(), None)),
-                Err(err) => {
-                    let code = err
-                        .downcast_ref::<Status>()
-                        .map_or(tonic::Code::Unknown, Status::code);
-                    call.finish(code);
-                    Err(err)
-                }
-            }
-        }
-    }
-}
-
 /// The OpenMetrics text of `registries`, one `# EOF` at the end.
 pub(crate) fn encode(registries: &[&Registry]) -> String {
     let mut out = String::new();
@@ -355,7 +292,7 @@ pub(crate) fn encode(registries: &[&Registry]) -> String {
 }
 
 /// The tower layer inside every server: records [`ServerMetrics`], and runs each call in a
-/// `calcmesh::rpc` span under its [`TraceContext`] (see [`crate::trace`]).
+/// `calcmesh::rpc` span under its [`TraceContext`] (see [`crate::telemetry::trace`]).
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
     metrics: Arc<ServerMetrics>,
@@ -387,8 +324,8 @@ pub struct Metered<S> {
 }
 
 /// What one call has seen so far; recorded once, when the call ends (or is dropped).
-struct Call {
-    method: Arc<MethodMetrics>,
+pub(crate) struct Call {
+    pub(crate) method: Arc<MethodMetrics>,
     started: Instant,
     code: Option<tonic::Code>,
     done: bool,
@@ -397,7 +334,7 @@ struct Call {
 }
 
 impl Call {
-    fn finish(&mut self, code: tonic::Code) {
+    pub(crate) fn finish(&mut self, code: tonic::Code) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
@@ -424,7 +361,7 @@ impl Call {
     /// Records a response's status when it is already known (trailers-only), and wraps its body
     /// to count messages and read the status from the trailers.
     /// On a server, `trace` is the call's context, current while the body is polled.
-    fn settle(
+    pub(crate) fn settle(
         mut self,
         response: http::Response<Body>,
         messages: impl FnOnce(&MethodMetrics) -> Counter,
@@ -466,7 +403,10 @@ fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
 }
 
 /// Wraps a request's body to count its messages.
-fn count_messages(request: http::Request<Body>, messages: Counter) -> http::Request<Body> {
+pub(crate) fn count_messages(
+    request: http::Request<Body>,
+    messages: Counter,
+) -> http::Request<Body> {
     request.map(|body| {
         Body::new(Counted {
             inner: body,

@@ -18,8 +18,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::balance::Backoff;
-use crate::discovery::{Change, Changes, Discover};
+use crate::backoff::Backoff;
+use crate::client::discovery::{Change, Changes, Discover};
 use crate::tls::ClientTls;
 
 fn options(tls: Option<&ClientTls>) -> ConnectOptions {

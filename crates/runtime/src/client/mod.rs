@@ -1,18 +1,27 @@
 //! The one place that builds gRPC channels.
 //!
 //! A [`Target`] names where to call, in gRPC's name syntax; [`connect`] turns it into a
-//! [`MeshChannel`]: discovery ([`crate::discovery`]) feeding a health-aware balancer
-//! ([`crate::balance`]) with one HTTP/2 connection per endpoint, retries of calls that failed
-//! before any response ([`crate::retry`]) under a retry budget, and expired deadlines reported
+//! [`MeshChannel`]: discovery ([`crate::client::discovery`]) feeding a health-aware balancer
+//! ([`crate::client::balance`]) with one HTTP/2 connection per endpoint, retries of calls that failed
+//! before any response ([`crate::client::retry`]) under a retry budget, and expired deadlines reported
 //! as DEADLINE_EXCEEDED (tonic alone says CANCELLED "Timeout expired").
+
+pub mod balance;
+pub mod discovery;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+pub mod metrics;
+pub mod retry;
+
+pub use metrics::ClientMetrics;
 
 use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -25,10 +34,9 @@ use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 use tower::retry::budget::{Budget, TpsBudget};
 
-use crate::balance::{Balancer, EndpointCounts, LbPolicy, Outstanding};
-use crate::discovery::{Change, Discover, Dns, StaticList};
-use crate::metrics::ClientMetrics;
-use crate::retry::{ReplayBody, never_reached_server, unreachable};
+use crate::client::balance::{Balancer, EndpointCounts, LbPolicy, Outstanding};
+use crate::client::discovery::{Change, Discover, Dns, StaticList};
+use crate::client::retry::{ReplayBody, never_reached_server, unreachable};
 
 /// The target forms accepted, for error messages and `--help`.
 pub const TARGET_FORMS: &str = "host:port, http://host:port, ipv4:ADDR:PORT[,ADDR:PORT...], \
@@ -293,7 +301,7 @@ fn discovery(target: &Target, config: &ClientConfig) -> Result<Box<dyn Discover>
             interval: config.dns_interval,
         }),
         #[cfg(feature = "etcd")]
-        Target::Etcd { endpoints, service } => Box::new(crate::etcd::EtcdDiscovery::new(
+        Target::Etcd { endpoints, service } => Box::new(crate::client::etcd::EtcdDiscovery::new(
             endpoints.clone(),
             service.clone(),
             config.etcd_tls.clone(),
@@ -478,9 +486,9 @@ impl Shared {
     /// CONNECTING), waits for one — at most the connect timeout, and never past the deadline.
     async fn pick(
         &self,
-        tried: &[Arc<crate::balance::Endpoint>],
+        tried: &[Arc<crate::client::balance::Endpoint>],
         deadline: Option<Instant>,
-    ) -> Option<Arc<crate::balance::Endpoint>> {
+    ) -> Option<Arc<crate::client::balance::Endpoint>> {
         let mut changes = self.balancer.subscribe();
         let until = Instant::now() + self.connect_timeout;
         let until = deadline.map_or(until, |d| d.min(until));
@@ -634,149 +642,12 @@ impl tower_service::Service<http::Request<Body>> for MeshChannel {
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        crate::trace::inject(request.headers_mut());
+        crate::telemetry::trace::inject(request.headers_mut());
         let shared = self.shared.clone();
         match shared.metrics.clone() {
             Some(metrics) => Box::pin(metrics.observe(request, |r| shared.call(r))),
             None => Box::pin(shared.call(request)),
         }
-    }
-}
-
-/// Reports every live channel of a [`ClientMetrics`] at scrape time: nothing on the call path.
-#[derive(Debug)]
-pub(crate) struct ChannelsCollector(Arc<Mutex<Vec<Weak<Shared>>>>);
-
-impl ChannelsCollector {
-    pub(crate) fn new(channels: &Arc<Mutex<Vec<Weak<Shared>>>>) -> Self {
-        Self(channels.clone())
-    }
-}
-
-/// Writes one metric family: its descriptor, then one series per `(labels, value)`.
-fn write_family<L, M>(
-    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
-    (name, help, kind): (&str, &str, prometheus_client::metrics::MetricType),
-    series: impl IntoIterator<Item = (L, M)>,
-) -> Result<(), fmt::Error>
-where
-    L: prometheus_client::encoding::EncodeLabelSet,
-    M: prometheus_client::encoding::EncodeMetric,
-{
-    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-    for (labels, value) in series {
-        value.encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-impl prometheus_client::collector::Collector for ChannelsCollector {
-    fn encode(
-        &self,
-        mut encoder: prometheus_client::encoding::DescriptorEncoder,
-    ) -> Result<(), fmt::Error> {
-        use prometheus_client::metrics::MetricType::{Counter, Gauge};
-        use prometheus_client::metrics::counter::ConstCounter;
-        use prometheus_client::metrics::gauge::ConstGauge;
-
-        let channels: Vec<Arc<Shared>> = crate::sync::lock(&self.0)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        let target = |c: &Arc<Shared>| [("target", c.target.clone())];
-        let endpoints: Vec<(String, Arc<crate::balance::Endpoint>)> = channels
-            .iter()
-            .flat_map(|c| {
-                let target = c.target.clone();
-                c.balancer
-                    .snapshot()
-                    .into_iter()
-                    .map(move |e| (target.clone(), e))
-            })
-            .collect();
-        let endpoint = |(t, e): &(String, Arc<crate::balance::Endpoint>)| {
-            [("target", t.clone()), ("endpoint", e.authority.clone())]
-        };
-
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_endpoints",
-                "Endpoints of the target by state: eligible (takes calls), not_serving, down, connecting",
-                Gauge,
-            ),
-            channels.iter().flat_map(|c| {
-                let counts = c.balancer.counts();
-                [
-                    ("eligible", counts.eligible),
-                    ("not_serving", counts.not_serving),
-                    ("down", counts.down),
-                    ("connecting", counts.connecting),
-                ]
-                .map(|(state, n)| {
-                    let labels = [("target", c.target.clone()), ("state", state.to_owned())];
-                    (labels, ConstGauge::new(n as i64))
-                })
-            }),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_endpoint_outstanding",
-                "Calls in progress on the endpoint",
-                Gauge,
-            ),
-            endpoints
-                .iter()
-                .map(|e| (endpoint(e), ConstGauge::new(e.1.outstanding() as i64))),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_endpoint_ejections",
-                "Times the endpoint went out of rotation (not serving or unreachable)",
-                Counter,
-            ),
-            endpoints
-                .iter()
-                .map(|e| (endpoint(e), ConstCounter::new(e.1.ejections()))),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_retries",
-                "Attempts sent again on another endpoint",
-                Counter,
-            ),
-            channels.iter().map(|c| {
-                let retries = c.retries.load(Ordering::Relaxed);
-                (target(c), ConstCounter::new(retries))
-            }),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_discovery_updates",
-                "Endpoint changes delivered by discovery",
-                Counter,
-            ),
-            channels.iter().map(|c| {
-                let updates = c.discovery.updates.load(Ordering::Relaxed);
-                (target(c), ConstCounter::new(updates))
-            }),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_discovery_last_update_timestamp_seconds",
-                "When discovery last delivered a change (Unix time; 0: never)",
-                Gauge,
-            ),
-            channels.iter().map(|c| {
-                let ms = c.discovery.last_update_ms.load(Ordering::Relaxed);
-                (target(c), ConstGauge::new(ms as f64 / 1000.0))
-            }),
-        )
     }
 }
 

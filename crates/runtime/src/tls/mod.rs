@@ -5,7 +5,9 @@
 //!   uses the new ones; connections already open keep theirs. No restart.
 //! - [`ClientTls`]: the CA to trust, and optionally a client certificate and key.
 //! - [`PeerInfo`]: what a server knows of a connection — the remote address and, under mutual
-//!   TLS, the caller's identity ([`crate::certs::identity_of`]); in every request's extensions.
+//!   TLS, the caller's identity ([`crate::tls::certs::identity_of`]); in every request's extensions.
+
+pub mod certs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -305,7 +307,7 @@ impl tonic::transport::server::Connected for Conn {
                 let identity = session
                     .peer_certificates()
                     .and_then(|certs| certs.first())
-                    .and_then(|cert| crate::certs::identity_of(cert));
+                    .and_then(|cert| crate::tls::certs::identity_of(cert));
                 PeerInfo {
                     remote: tcp.peer_addr().ok(),
                     identity,

@@ -16,7 +16,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
@@ -24,6 +23,8 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::backoff::Backoff;
 
 /// How a client spreads calls over endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -167,29 +168,6 @@ pub(crate) struct Outstanding(Arc<Endpoint>);
 impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Exponential backoff with jitter, 100 ms doubling to 10 s.
-#[derive(Debug)]
-pub(crate) struct Backoff(Duration);
-
-impl Backoff {
-    const MIN: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(10);
-
-    pub(crate) fn new() -> Self {
-        Self(Self::MIN)
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.0 = Self::MIN;
-    }
-
-    pub(crate) fn next(&mut self) -> Duration {
-        let base = self.0;
-        self.0 = (self.0 * 2).min(Self::MAX);
-        base.mul_f64(0.8 + 0.4 * fastrand::f64())
     }
 }
 
