@@ -35,8 +35,9 @@ lines. A command must exit 0, or 1 when its expected output has a line starting 
 A command ending in `&` runs in the background; the next command waits until it is ready (the
 READY table below says how each kind of server shows it) and the block's end stops it (SIGTERM).
 
-The checkout is `target/readme-check/checkout`: the repository's tracked files as they are in
-the working tree, nothing else (its own `target/` is kept between runs to save rebuilding).
+The checkout is `target/readme-check/checkout`: the files git tracks or would track (not the
+ignored ones) as they are in the working tree, nothing else; its own `target/` is kept between
+runs to save rebuilding.
 The README's commands use fixed ports, so the check refuses to start while one is taken.
 """
 
@@ -350,12 +351,14 @@ def stop_group(pgid: int, sig: int = signal.SIGTERM, timeout: float = 30) -> Non
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:
+        LIVE.discard(pgid)
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
+            LIVE.discard(pgid)
             return
         time.sleep(0.05)
     try:
@@ -382,6 +385,7 @@ class Mesh:
         with open(self.log, "w") as f:
             self.proc = subprocess.Popen(["bash", "-c", self.cmd.text], cwd=self.checkout, stdout=f,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        LIVE.add(self.proc.pid)
         deadline = time.monotonic() + BUILD_TIMEOUT
         while time.monotonic() < deadline:
             if "stop with Ctrl-C" in read(self.log):
@@ -432,6 +436,7 @@ def run_block(block: Block, checkout: str, work: str) -> tuple[list[str], int, i
         f.write(script)
     proc = subprocess.Popen(["bash", "-c", script], cwd=checkout, start_new_session=True,
                             stdin=subprocess.DEVNULL)
+    LIVE.add(proc.pid)
     failures = []
     try:
         proc.wait(timeout=BLOCK_TIMEOUT)
@@ -450,13 +455,14 @@ def run_block(block: Block, checkout: str, work: str) -> tuple[list[str], int, i
 
 
 def make_checkout(dest: str) -> None:
-    """`dest` becomes the tracked files as in the working tree; its `target/` is kept."""
+    """`dest` becomes the files git tracks or would track, as in the working tree; its `target/`
+    is kept."""
     os.makedirs(dest, exist_ok=True)
     for name in os.listdir(dest):
         if name != "target":
             path = os.path.join(dest, name)
             shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True).stdout
     for rel in filter(None, files.decode().split("\0")):
         src = os.path.join(ROOT, rel)
         if not os.path.lexists(src):
@@ -485,8 +491,20 @@ def load_blocks(docs: list[str], base: str) -> list[Block]:
     return blocks
 
 
+# Process groups started and not yet stopped: stopped on the way out, however the run ends.
+LIVE: set[int] = set()
+
+
 def run_all(blocks: list[Block], checkout: str, work: str, log=print) -> tuple[list[str], int]:
     """Runs every block in document order; returns (failures, commands checked)."""
+    try:
+        return run_blocks(blocks, checkout, work, log)
+    finally:
+        for pgid in list(LIVE):
+            stop_group(pgid, signal.SIGKILL, timeout=5)
+
+
+def run_blocks(blocks: list[Block], checkout: str, work: str, log) -> tuple[list[str], int]:
     failures, checked = [], 0
     mesh = None
     kept: list[int] = []
@@ -539,6 +557,8 @@ def run_all(blocks: list[Block], checkout: str, work: str, log=print) -> tuple[l
 
 
 def main() -> int:
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the servers started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", action="store_true", help="print how each block is treated; run nothing")
     parser.add_argument("--only", help="run only the blocks whose heading contains this text (and the run command)")
@@ -569,8 +589,9 @@ def main() -> int:
         return 1
     for f in failures:
         print(f"\nFAIL {f}")
-    print(f"\nreadme: {checked} commands in {sum('skip' not in b.options() for b in blocks)} blocks run; "
-          f"{len(failures)} failures")
+    ran = sum("skip" not in b.options() for b in blocks)
+    print(f"\nreadme: {checked} commands in {ran} blocks run, {len(blocks) - ran} blocks skipped (each says why)")
+    print(f"readme: {max(checked - len(failures), 0)} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 

@@ -6,10 +6,10 @@
 //!   calls [`calcmesh_calc`], and converts back.
 //! - [`ServiceError`]: every domain error, and its one conversion to a [`tonic::Status`].
 //!
-//! Serve it with [`calcmesh_runtime::Server`](https://docs.rs/calcmesh-runtime) via [`server`].
+//! Serve it on the mesh runtime with [`mesh_server`] (the tonic service alone: [`server`]).
 
 mod error;
 mod service;
 
 pub use error::ServiceError;
-pub use service::{CalculatorService, server};
+pub use service::{CalculatorService, mesh_server, server};

@@ -1,5 +1,6 @@
 //! `calculator.Calculator`, implemented.
 
+use calcmesh_runtime::{Server, ServerConfig};
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -55,6 +56,15 @@ impl CalculatorService {
     pub fn factorizations(&self) -> watch::Receiver<usize> {
         self.factorizations.subscribe()
     }
+}
+
+/// A [`Server`] of the mesh runtime with `service` on it (and the descriptors reflection lists):
+/// the one way a calculator is served, by the binary, by `up`, and by every test that needs a
+/// real one. Clones of `service` share their counters.
+pub fn mesh_server(config: &ServerConfig, service: CalculatorService) -> Server {
+    Server::new(config.clone())
+        .add_service(server(service, config.max_message_size))
+        .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET)
 }
 
 /// The tonic server for `service`, accepting request messages up to `max_message_size` bytes.

@@ -5,7 +5,7 @@
 //! this test fails if the served contract drifts from the original on the wire.
 
 use calcmesh_calculator::CalculatorService;
-use calcmesh_runtime::{Server, ServerConfig};
+use calcmesh_runtime::ServerConfig;
 use calcmesh_testkit::Running;
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -31,10 +31,7 @@ struct LegacyResponse {
 #[tokio::test]
 async fn a_client_of_the_original_contract_works_unchanged() {
     let config = ServerConfig::default();
-    let server = Server::new(config.clone()).add_service(calcmesh_calculator::server(
-        CalculatorService::new(),
-        config.max_message_size,
-    ));
+    let server = calcmesh_calculator::mesh_server(&config, CalculatorService::new());
     let running = Running::start(server);
     let mut grpc = tonic::client::Grpc::new(running.channel());
     let path = PathAndQuery::from_static("/calculator.Calculator/Calculate");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::calculator::{FactorizeRequest, Number, Request, Response, Summary};
-use calcmesh_runtime::{ClientConfig, MeshChannel, Server, ServerConfig, Target};
+use calcmesh_runtime::{ClientConfig, MeshChannel, ServerConfig, Target};
 use calcmesh_testkit::Running;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,12 +23,7 @@ struct TestServer {
 impl TestServer {
     async fn start(config: ServerConfig) -> Self {
         let service = CalculatorService::new();
-        let server = Server::new(config.clone())
-            .add_service(calcmesh_calculator::server(
-                service.clone(),
-                config.max_message_size,
-            ))
-            .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET);
+        let server = calcmesh_calculator::mesh_server(&config, service.clone());
         Self {
             service,
             running: Running::start(server),

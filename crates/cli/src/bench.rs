@@ -327,71 +327,85 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     progress.abort();
     interrupted.abort();
 
-    let h = &total.latency;
-    let measured = h.len();
     let ok = total.status.get("OK").copied().unwrap_or(0);
-    let rate = measured as f64 / elapsed.as_secs_f64();
-    let quantiles = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
     if args.json {
-        let mut latency = serde_json::Map::new();
-        for (name, q) in quantiles {
-            latency.insert(name.to_owned(), h.value_at_quantile(q).into());
-        }
-        latency.insert("max".into(), h.max().into());
-        latency.insert("mean".into(), h.mean().into());
-        let report = serde_json::json!({
-            "target": args.client.target.to_string(),
-            "rpc": args.rpc.name(),
-            "concurrency": args.concurrency,
-            "connections": args.connections,
-            "seconds": elapsed.as_secs_f64(),
-            "requests": measured,
-            "ok": ok,
-            "failed": measured - ok,
-            "requests_per_second": rate,
-            "latency_us": latency,
-            "status": total.status,
-            "errors": total.errors,
-        });
-        println!("{report}");
+        println!("{}", json_report(&args, &total, elapsed));
     } else {
-        let mode = args.rps.map_or_else(
-            || "closed loop".to_owned(),
-            |r| format!("open loop at {r}/s"),
-        );
-        println!(
-            "{} {} · {} concurrent on {} connection(s) · {mode} · {:.1} s measured after {:?} warm-up",
-            args.rpc.name(),
-            args.client.target,
-            args.concurrency,
-            args.connections,
-            elapsed.as_secs_f64(),
-            warmup
-        );
-        println!(
-            "requests:  {measured} ({ok} ok, {} failed), {rate:.0}/s",
-            measured - ok
-        );
-        let percentiles: Vec<String> = quantiles
-            .iter()
-            .map(|(n, q)| format!("{n} {}", ms(h.value_at_quantile(*q))))
-            .collect();
-        println!("latency:   {}  max {}", percentiles.join("  "), ms(h.max()));
-        let status: Vec<String> = total
-            .status
-            .iter()
-            .map(|(c, n)| format!("{c} {n}"))
-            .collect();
-        println!("status:    {}", status.join(", "));
-        for (code, message) in &total.errors {
-            println!("first {code}: {message}");
-        }
+        print_report(&args, &total, elapsed, warmup);
     }
     Ok(if ok > 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
+
+/// The report as one JSON object (`--json`).
+fn json_report(args: &BenchArgs, total: &Tally, elapsed: Duration) -> serde_json::Value {
+    let h = &total.latency;
+    let measured = h.len();
+    let ok = total.status.get("OK").copied().unwrap_or(0);
+    let mut latency = serde_json::Map::new();
+    for (name, q) in QUANTILES {
+        latency.insert(name.to_owned(), h.value_at_quantile(q).into());
+    }
+    latency.insert("max".into(), h.max().into());
+    latency.insert("mean".into(), h.mean().into());
+    serde_json::json!({
+        "target": args.client.target.to_string(),
+        "rpc": args.rpc.name(),
+        "concurrency": args.concurrency,
+        "connections": args.connections,
+        "seconds": elapsed.as_secs_f64(),
+        "requests": measured,
+        "ok": ok,
+        "failed": measured - ok,
+        "requests_per_second": measured as f64 / elapsed.as_secs_f64(),
+        "latency_us": latency,
+        "status": total.status,
+        "errors": total.errors,
+    })
+}
+
+/// The report for a person: what ran, throughput, latency percentiles, codes, first errors.
+fn print_report(args: &BenchArgs, total: &Tally, elapsed: Duration, warmup: Duration) {
+    let h = &total.latency;
+    let measured = h.len();
+    let ok = total.status.get("OK").copied().unwrap_or(0);
+    let rate = measured as f64 / elapsed.as_secs_f64();
+    let mode = args.rps.map_or_else(
+        || "closed loop".to_owned(),
+        |r| format!("open loop at {r}/s"),
+    );
+    println!(
+        "{} {} · {} concurrent on {} connection(s) · {mode} · {:.1} s measured after {:?} warm-up",
+        args.rpc.name(),
+        args.client.target,
+        args.concurrency,
+        args.connections,
+        elapsed.as_secs_f64(),
+        warmup
+    );
+    println!(
+        "requests:  {measured} ({ok} ok, {} failed), {rate:.0}/s",
+        measured - ok
+    );
+    let percentiles: Vec<String> = QUANTILES
+        .iter()
+        .map(|(n, q)| format!("{n} {}", ms(h.value_at_quantile(*q))))
+        .collect();
+    println!("latency:   {}  max {}", percentiles.join("  "), ms(h.max()));
+    let status: Vec<String> = total
+        .status
+        .iter()
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    println!("status:    {}", status.join(", "));
+    for (code, message) in &total.errors {
+        println!("first {code}: {message}");
+    }
 }
 
 /// Once a second: a progress line, redrawn in place on a terminal, plain lines otherwise.

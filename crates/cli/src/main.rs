@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (clap): every flag, its environment variable and its default.
-//! - [`serve`]: `calcmesh serve …` and `calcmesh up` — build services, hand them to the runtime.
+//! - [`serve`]: `calcmesh serve …` — build a service, hand it to the runtime.
+//! - [`up`]: `calcmesh up` — a local mesh in one process, in steps.
+//! - [`certs`]: `calcmesh certs …` — a development CA.
 //! - [`client`]: `calcmesh calc | summarize | factorize | eval` — the clients.
 //! - [`bench`]: `calcmesh bench` — the load generator.
 //!
@@ -14,9 +16,11 @@
 #![allow(clippy::large_enum_variant)]
 
 mod bench;
+mod certs;
 mod cli;
 mod client;
 mod serve;
+mod up;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -74,13 +78,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => serve::up(args).await,
+            Command::Up(args) => up::up(args).await,
             Command::Serve(serve) => serve::run(serve).await,
             Command::Eval(args) => client::eval(args).await,
             Command::Calc(args) => client::calc(args).await,
             Command::Summarize(args) => client::summarize(args).await,
             Command::Factorize(args) => client::factorize(args).await,
-            Command::Certs(command) => serve::certs(command),
+            Command::Certs(command) => certs::run(command),
             Command::Bench(args) => bench::run(args).await,
         }
     });

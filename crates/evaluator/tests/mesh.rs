@@ -25,10 +25,7 @@ impl Mesh {
         let calculators: Vec<_> = (0..n)
             .map(|_| {
                 let service = CalculatorService::new();
-                let server = Server::new(config.clone()).add_service(calcmesh_calculator::server(
-                    service.clone(),
-                    config.max_message_size,
-                ));
+                let server = calcmesh_calculator::mesh_server(&config, service.clone());
                 (Running::start(server), service)
             })
             .collect();

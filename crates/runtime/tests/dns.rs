@@ -8,7 +8,7 @@ use std::time::Duration;
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::Request;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
-use calcmesh_runtime::{ClientConfig, LbPolicy, MeshChannel, Server, ServerConfig, Target};
+use calcmesh_runtime::{ClientConfig, LbPolicy, MeshChannel, ServerConfig, Target};
 use calcmesh_testkit::Running;
 
 const NAME: &str = "calculator.calcmesh.test";
@@ -104,10 +104,7 @@ fn calculators() -> (Vec<(Running, CalculatorService)>, u16) {
     let start = |ip: [u8; 4], port| {
         let config = ServerConfig::default();
         let service = CalculatorService::new();
-        let server = Server::new(config.clone()).add_service(calcmesh_calculator::server(
-            service.clone(),
-            config.max_message_size,
-        ));
+        let server = calcmesh_calculator::mesh_server(&config, service.clone());
         (
             Running::start_on(server, SocketAddr::from((ip, port))),
             service,

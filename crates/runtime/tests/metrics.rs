@@ -31,12 +31,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test]
 async fn a_known_mix_of_calls_shows_exactly() {
     let config = ServerConfig::default();
-    let server = Server::new(config.clone())
-        .add_service(calcmesh_calculator::server(
-            CalculatorService::new(),
-            config.max_message_size,
-        ))
-        .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET);
+    let server = calcmesh_calculator::mesh_server(&config, CalculatorService::new());
     let admin = Admin::new().server(&server);
     let health = server.health();
     let running = Running::start(server);
@@ -151,13 +146,7 @@ async fn a_known_mix_of_calls_shows_exactly() {
 }
 
 fn calculator() -> Server {
-    let config = ServerConfig::default();
-    Server::new(config.clone())
-        .add_service(calcmesh_calculator::server(
-            CalculatorService::new(),
-            config.max_message_size,
-        ))
-        .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET)
+    calcmesh_calculator::mesh_server(&ServerConfig::default(), CalculatorService::new())
 }
 
 async fn serve_admin(admin: Admin) -> String {

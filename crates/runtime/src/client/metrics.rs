@@ -110,107 +110,127 @@ impl prometheus_client::collector::Collector for ChannelsCollector {
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), fmt::Error> {
-        use prometheus_client::metrics::MetricType::{Counter, Gauge};
-        use prometheus_client::metrics::counter::ConstCounter;
-        use prometheus_client::metrics::gauge::ConstGauge;
-
         let channels: Vec<Arc<Shared>> = crate::sync::lock(&self.0)
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        let target = |c: &Arc<Shared>| [("target", c.target.clone())];
-        let endpoints: Vec<(String, Arc<crate::client::balance::Endpoint>)> = channels
-            .iter()
-            .flat_map(|c| {
-                let target = c.target.clone();
-                c.balancer
-                    .snapshot()
-                    .into_iter()
-                    .map(move |e| (target.clone(), e))
-            })
-            .collect();
-        let endpoint = |(t, e): &(String, Arc<crate::client::balance::Endpoint>)| {
-            [("target", t.clone()), ("endpoint", e.authority.clone())]
-        };
-
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_endpoints",
-                "Endpoints of the target by state: eligible (takes calls), not_serving, down, connecting",
-                Gauge,
-            ),
-            channels.iter().flat_map(|c| {
-                let counts = c.balancer.counts();
-                [
-                    ("eligible", counts.eligible),
-                    ("not_serving", counts.not_serving),
-                    ("down", counts.down),
-                    ("connecting", counts.connecting),
-                ]
-                .map(|(state, n)| {
-                    let labels = [("target", c.target.clone()), ("state", state.to_owned())];
-                    (labels, ConstGauge::new(n as i64))
-                })
-            }),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_endpoint_outstanding",
-                "Calls in progress on the endpoint",
-                Gauge,
-            ),
-            endpoints
-                .iter()
-                .map(|e| (endpoint(e), ConstGauge::new(e.1.outstanding() as i64))),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_endpoint_ejections",
-                "Times the endpoint went out of rotation (not serving or unreachable)",
-                Counter,
-            ),
-            endpoints
-                .iter()
-                .map(|e| (endpoint(e), ConstCounter::new(e.1.ejections()))),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_retries",
-                "Attempts sent again on another endpoint",
-                Counter,
-            ),
-            channels.iter().map(|c| {
-                let retries = c.retries.load(Ordering::Relaxed);
-                (target(c), ConstCounter::new(retries))
-            }),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_discovery_updates",
-                "Endpoint changes delivered by discovery",
-                Counter,
-            ),
-            channels.iter().map(|c| {
-                let updates = c.discovery.updates.load(Ordering::Relaxed);
-                (target(c), ConstCounter::new(updates))
-            }),
-        )?;
-        write_family(
-            &mut encoder,
-            (
-                "calcmesh_client_discovery_last_update_timestamp_seconds",
-                "When discovery last delivered a change (Unix time; 0: never)",
-                Gauge,
-            ),
-            channels.iter().map(|c| {
-                let ms = c.discovery.last_update_ms.load(Ordering::Relaxed);
-                (target(c), ConstGauge::new(ms as f64 / 1000.0))
-            }),
-        )
+        encode_endpoints(&mut encoder, &channels)?;
+        encode_channels(&mut encoder, &channels)
     }
+}
+
+/// Per target: endpoints by state; per endpoint: calls outstanding and ejections.
+fn encode_endpoints(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    channels: &[Arc<Shared>],
+) -> Result<(), fmt::Error> {
+    use prometheus_client::metrics::MetricType::{Counter, Gauge};
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    let endpoints: Vec<(String, Arc<crate::client::balance::Endpoint>)> = channels
+        .iter()
+        .flat_map(|c| {
+            let target = c.target.clone();
+            c.balancer
+                .snapshot()
+                .into_iter()
+                .map(move |e| (target.clone(), e))
+        })
+        .collect();
+    let endpoint = |(t, e): &(String, Arc<crate::client::balance::Endpoint>)| {
+        [("target", t.clone()), ("endpoint", e.authority.clone())]
+    };
+
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_endpoints",
+            "Endpoints of the target by state: eligible (takes calls), not_serving, down, connecting",
+            Gauge,
+        ),
+        channels.iter().flat_map(|c| {
+            let counts = c.balancer.counts();
+            [
+                ("eligible", counts.eligible),
+                ("not_serving", counts.not_serving),
+                ("down", counts.down),
+                ("connecting", counts.connecting),
+            ]
+            .map(|(state, n)| {
+                let labels = [("target", c.target.clone()), ("state", state.to_owned())];
+                (labels, ConstGauge::new(n as i64))
+            })
+        }),
+    )?;
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_endpoint_outstanding",
+            "Calls in progress on the endpoint",
+            Gauge,
+        ),
+        endpoints
+            .iter()
+            .map(|e| (endpoint(e), ConstGauge::new(e.1.outstanding() as i64))),
+    )?;
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_endpoint_ejections",
+            "Times the endpoint went out of rotation (not serving or unreachable)",
+            Counter,
+        ),
+        endpoints
+            .iter()
+            .map(|e| (endpoint(e), ConstCounter::new(e.1.ejections()))),
+    )
+}
+
+/// Per target: retries, discovery updates and when discovery last delivered one.
+fn encode_channels(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    channels: &[Arc<Shared>],
+) -> Result<(), fmt::Error> {
+    use prometheus_client::metrics::MetricType::{Counter, Gauge};
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    let target = |c: &Arc<Shared>| [("target", c.target.clone())];
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_retries",
+            "Attempts sent again on another endpoint",
+            Counter,
+        ),
+        channels.iter().map(|c| {
+            let retries = c.retries.load(Ordering::Relaxed);
+            (target(c), ConstCounter::new(retries))
+        }),
+    )?;
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_discovery_updates",
+            "Endpoint changes delivered by discovery",
+            Counter,
+        ),
+        channels.iter().map(|c| {
+            let updates = c.discovery.updates.load(Ordering::Relaxed);
+            (target(c), ConstCounter::new(updates))
+        }),
+    )?;
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_discovery_last_update_timestamp_seconds",
+            "When discovery last delivered a change (Unix time; 0: never)",
+            Gauge,
+        ),
+        channels.iter().map(|c| {
+            let ms = c.discovery.last_update_ms.load(Ordering::Relaxed);
+            (target(c), ConstGauge::new(ms as f64 / 1000.0))
+        }),
+    )
 }

@@ -32,7 +32,7 @@ use tonic::service::RoutesBuilder;
 use crate::server::authz::{AuthzLayer, AuthzPolicy};
 use crate::server::health::HealthState;
 use crate::server::limits::MessageSizeLimitLayer;
-use crate::telemetry::metrics::{MetricsLayer, ServerMetrics};
+use crate::telemetry::metrics::{RpcTelemetryLayer, ServerMetrics};
 use crate::tls::{Conn, ServerTls};
 
 /// Server limits and timings. [`Default`] gives production defaults.
@@ -303,7 +303,7 @@ impl Server {
         let server = builder
             .layer(
                 tower::ServiceBuilder::new()
-                    .layer(MetricsLayer::new(metrics.clone()))
+                    .layer(RpcTelemetryLayer::new(metrics.clone()))
                     .layer(MessageSizeLimitLayer::new(config.max_message_size))
                     .layer(endpoint_header)
                     .layer(AuthzLayer::new(config.policy.clone())),

@@ -9,7 +9,7 @@
 //! histogram. Messages are counted from the gRPC length prefixes on the wire; the code is read
 //! from the response's `grpc-status` (headers or trailers).
 //!
-//! [`ServerMetrics`] is recorded by [`MetricsLayer`] inside every [`Server`](crate::Server);
+//! [`ServerMetrics`] is recorded by [`RpcTelemetryLayer`] inside every [`Server`](crate::Server);
 //! [`ClientMetrics`] by a [`MeshChannel`](crate::MeshChannel) given one in its
 //! [`ClientConfig`](crate::ClientConfig), which also reports each channel's endpoints
 //! (`calcmesh_client_*`, see [`crate::client`]). [`crate::admin`] serves them.
@@ -291,34 +291,36 @@ pub(crate) fn encode(registries: &[&Registry]) -> String {
     out
 }
 
-/// The tower layer inside every server: records [`ServerMetrics`], and runs each call in a
-/// `calcmesh::rpc` span under its [`TraceContext`] (see [`crate::telemetry::trace`]).
+/// The tower layer inside every server that does all of a call's telemetry: records
+/// [`ServerMetrics`], reads `traceparent` into the call's [`TraceContext`] (see
+/// [`crate::telemetry::trace`]), runs the call in a `calcmesh::rpc` span, and logs its outcome
+/// (at warn when the server is at fault).
 #[derive(Debug, Clone)]
-pub struct MetricsLayer {
+pub struct RpcTelemetryLayer {
     metrics: Arc<ServerMetrics>,
 }
 
-impl MetricsLayer {
+impl RpcTelemetryLayer {
     /// A layer recording into `metrics`.
     pub fn new(metrics: Arc<ServerMetrics>) -> Self {
         Self { metrics }
     }
 }
 
-impl<S> tower_layer::Layer<S> for MetricsLayer {
-    type Service = Metered<S>;
+impl<S> tower_layer::Layer<S> for RpcTelemetryLayer {
+    type Service = RpcTelemetry<S>;
 
-    fn layer(&self, inner: S) -> Metered<S> {
-        Metered {
+    fn layer(&self, inner: S) -> RpcTelemetry<S> {
+        RpcTelemetry {
             inner,
             metrics: self.metrics.clone(),
         }
     }
 }
 
-/// The service of [`MetricsLayer`].
+/// The service of [`RpcTelemetryLayer`].
 #[derive(Debug, Clone)]
-pub struct Metered<S> {
+pub struct RpcTelemetry<S> {
     inner: S,
     metrics: Arc<ServerMetrics>,
 }
@@ -373,7 +375,7 @@ impl Call {
         }
         let messages = messages(&self.method);
         response.map(|body| {
-            Body::new(Counted {
+            Body::new(MeteredBody {
                 inner: body,
                 scanner: FrameScanner::default(),
                 messages,
@@ -408,7 +410,7 @@ pub(crate) fn count_messages(
     messages: Counter,
 ) -> http::Request<Body> {
     request.map(|body| {
-        Body::new(Counted {
+        Body::new(MeteredBody {
             inner: body,
             scanner: FrameScanner::default(),
             messages,
@@ -431,7 +433,7 @@ fn peer_name(peer: Option<&PeerInfo>) -> String {
     }
 }
 
-impl<S> tower_service::Service<http::Request<Body>> for Metered<S>
+impl<S> tower_service::Service<http::Request<Body>> for RpcTelemetry<S>
 where
     S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>,
     S::Future: Send + 'static,
@@ -472,7 +474,7 @@ where
 pin_project_lite::pin_project! {
     /// A body whose gRPC messages are counted; a response body also settles its call's status
     /// and, on a server, is polled under the call's span and trace context.
-    struct Counted {
+    struct MeteredBody {
         #[pin]
         inner: Body,
         scanner: FrameScanner,
@@ -482,7 +484,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl HttpBody for Counted {
+impl HttpBody for MeteredBody {
     type Data = bytes::Bytes;
     type Error = Status;
 

@@ -1,0 +1,54 @@
+//! What a channel is configured with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ClientMetrics;
+use crate::client::balance::LbPolicy;
+
+/// Client behaviour. [`Default`] gives production defaults.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// How long to wait for a TCP connection. Default 5 s.
+    pub connect_timeout: Duration,
+    /// How often to PING an idle HTTP/2 connection. Default 60 s.
+    pub keepalive_interval: Duration,
+    /// How long to wait for the PING ack. Default 20 s.
+    pub keepalive_timeout: Duration,
+    /// How calls are spread over endpoints. Default least_request.
+    pub policy: LbPolicy,
+    /// The service whose `grpc.health.v1` status decides if an endpoint takes calls (`""`: the
+    /// server as a whole); `None` turns health checking off. Default `Some("")`.
+    pub health_service: Option<String>,
+    /// Attempts per call, the first included. Default 3.
+    pub max_attempts: usize,
+    /// Method path prefixes (e.g. `/calculator.Calculator/`) that are safe to send twice.
+    /// Calls to other methods are retried only when the server provably never saw them.
+    pub idempotent: Vec<String>,
+    /// How often DNS targets are resolved again. Default 30 s.
+    pub dns_interval: Duration,
+    /// TLS to every endpoint (with a client certificate: mutual TLS); `None`: plaintext.
+    pub tls: Option<crate::tls::ClientTls>,
+    /// TLS to etcd, for `etcd://` targets; `None`: plaintext.
+    pub etcd_tls: Option<crate::tls::ClientTls>,
+    /// Where to record `grpc_client_*` and this channel's endpoint metrics; `None`: nowhere.
+    pub metrics: Option<Arc<ClientMetrics>>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+            policy: LbPolicy::default(),
+            health_service: Some(String::new()),
+            max_attempts: 3,
+            idempotent: Vec::new(),
+            dns_interval: Duration::from_secs(30),
+            tls: None,
+            etcd_tls: None,
+            metrics: None,
+        }
+    }
+}
