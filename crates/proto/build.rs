@@ -15,5 +15,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
+    if std::env::var_os("CARGO_FEATURE_INTEROP").is_some() {
+        compile_interop(&out)?;
+    }
+    Ok(())
+}
+
+/// gRPC's interop test service from Debian's `grpc-proto` (feature `interop`).
+fn compile_interop(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-env-changed=GRPC_PROTO_DIR");
+    let root = std::env::var("GRPC_PROTO_DIR").unwrap_or_else(|_| "/usr/share/grpc-proto".into());
+    let test = std::path::Path::new(&root).join("grpc/testing/test.proto");
+    if !test.exists() {
+        return Err(format!(
+            "the `interop` feature compiles gRPC's official test protos, and {} is missing: \
+             install Debian's grpc-proto (apt-get install grpc-proto; ./scripts/test does), or \
+             point GRPC_PROTO_DIR at a copy of grpc/grpc's src/proto",
+            test.display()
+        )
+        .into());
+    }
+    println!("cargo:rerun-if-changed={}", test.display());
+    let fds = protox::compile([&test], [&root])?;
+    std::fs::write(out.join("interop_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())
 }

@@ -5,6 +5,8 @@
 //!   `Calculator/Calculate` contract plus the streaming RPCs.
 //! - [`evaluator`]: package `calcmesh.evaluator.v1` from `proto/evaluator.proto`.
 //! - [`FILE_DESCRIPTOR_SET`]: every file above, encoded, for server reflection.
+//! - `grpc_testing` and `INTEROP_DESCRIPTOR_SET` (feature `interop`): gRPC's official interop
+//!   test service, from Debian's `grpc-proto`.
 //!
 //! This is the only crate that generates code from `proto/`; every other crate uses these types.
 
@@ -19,6 +21,19 @@ pub mod calculator {
 pub mod evaluator {
     tonic::include_proto!("calcmesh.evaluator.v1");
 }
+
+/// Package `grpc.testing`: gRPC's interop test service (feature `interop`, from Debian's
+/// `grpc-proto`).
+#[cfg(feature = "interop")]
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod grpc_testing {
+    tonic::include_proto!("grpc.testing");
+}
+
+/// The encoded `FileDescriptorSet` of gRPC's interop protos, for server reflection.
+#[cfg(feature = "interop")]
+pub const INTEROP_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/interop_descriptor.bin"));
 
 /// The encoded `FileDescriptorSet` of every calcmesh proto file, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
