@@ -121,6 +121,8 @@ def main():
     parser.add_argument("--ca", help="use TLS, trusting this CA (PEM)")
     parser.add_argument("--cert", help="client certificate (PEM) for mutual TLS")
     parser.add_argument("--key", help="private key of --cert (PEM)")
+    parser.add_argument("--compression", choices=["identity", "gzip"], default="identity",
+                        help="compress requests (grpcio's gzip; default identity)")
     sub = parser.add_subparsers(dest="command", required=True)
     calc = sub.add_parser("calc", help="one Calculate call")
     calc.add_argument("num1", type=float)
@@ -130,12 +132,13 @@ def main():
     sc.add_argument("--file", default=os.path.join(HERE, "..", "scenario.json"))
     args = parser.parse_args()
 
+    compression = {"identity": grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip}[args.compression]
     if args.ca:
         read = lambda path: open(path, "rb").read() if path else None  # noqa: E731
         credentials = grpc.ssl_channel_credentials(read(args.ca), read(args.key), read(args.cert))
-        channel = grpc.secure_channel(args.target, credentials)
+        channel = grpc.secure_channel(args.target, credentials, compression=compression)
     else:
-        channel = grpc.insecure_channel(args.target)
+        channel = grpc.insecure_channel(args.target, compression=compression)
     with channel:
         stub = pb_grpc.CalculatorStub(channel)
         if args.command == "calc":

@@ -72,7 +72,8 @@ pub fn server(
     service: CalculatorService,
     max_message_size: usize,
 ) -> CalculatorServer<CalculatorService> {
-    CalculatorServer::new(service).max_decoding_message_size(max_message_size)
+    calcmesh_runtime::compressed_server!(CalculatorServer::new(service))
+        .max_decoding_message_size(max_message_size)
 }
 
 fn calculate(req: &CalcRequest) -> Result<f64, ServiceError> {

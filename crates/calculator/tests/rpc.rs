@@ -10,6 +10,7 @@ use calcmesh_testkit::Running;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
+use tonic::codec::CompressionEncoding;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -100,6 +101,45 @@ async fn calculate_results_and_statuses() {
         assert_eq!(status.code(), code, "{status:?}");
         assert!(status.message().contains(needle), "{status:?}");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn compressed_requests_get_answers_in_kind_and_plain_ones_plain_answers() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    // Every client accepts both encodings; only what it sends decides the answer's.
+    let accepting = || {
+        server
+            .client()
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
+    };
+    for (send, answer) in [
+        (Some(CompressionEncoding::Gzip), Some("gzip")),
+        (Some(CompressionEncoding::Zstd), Some("zstd")),
+        (None, None),
+    ] {
+        let mut client = match send {
+            Some(encoding) => accepting().send_compressed(encoding),
+            None => accepting(),
+        };
+        let response = client.calculate(req(6.0, "*", 7.0)).await.unwrap();
+        let encoding = response.metadata().get("grpc-encoding");
+        assert_eq!(
+            encoding.and_then(|v| v.to_str().ok()),
+            answer,
+            "sent {send:?}"
+        );
+        assert_eq!(response.into_inner().result, 42.0);
+    }
+    // Streams too: every message of a gzip stream is read.
+    let mut client = accepting().send_compressed(CompressionEncoding::Gzip);
+    let summary = client
+        .summarize(numbers((1..=1000).map(f64::from)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((summary.count, summary.sum), (1000, 500_500.0));
     server.stop().await;
 }
 

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use calcmesh_evaluator::EvaluatorConfig;
 use calcmesh_expr::Limits;
+use calcmesh_runtime::compression::Compression;
 use calcmesh_runtime::{ClientConfig, LbPolicy, ServerConfig, Target};
 use clap::{Args, Parser, Subcommand};
 
@@ -507,6 +508,10 @@ pub(crate) struct ClientArgs {
     /// Deadline for the whole call (sent to the server as grpc-timeout).
     #[arg(long, env = "CALCMESH_TIMEOUT", default_value = "30s")]
     pub(crate) timeout: humantime::Duration,
+    /// Compress requests with gzip or zstd (identity: not at all). Answers come back compressed
+    /// the same way; every calcmesh server reads all three.
+    #[arg(long, env = "CALCMESH_COMPRESSION", default_value_t = Compression::Identity)]
+    pub(crate) compression: Compression,
     #[command(flatten)]
     pub(crate) balancing: BalancingArgs,
 }

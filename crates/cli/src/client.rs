@@ -54,7 +54,10 @@ fn channel(args: &ClientArgs) -> anyhow::Result<MeshChannel> {
 }
 
 fn client(args: &ClientArgs) -> anyhow::Result<CalculatorClient<MeshChannel>> {
-    Ok(CalculatorClient::new(channel(args)?))
+    Ok(calcmesh_runtime::compressed_client!(
+        CalculatorClient::new(channel(args)?),
+        args.compression
+    ))
 }
 
 fn request<T>(message: T, args: &ClientArgs) -> tonic::Request<T> {
@@ -250,7 +253,10 @@ fn print_evaluation(evaluation: &Evaluation, steps: bool) {
 
 /// `calcmesh eval`.
 pub(crate) async fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let mut client = EvaluatorClient::new(channel(&args.client)?);
+    let mut client = calcmesh_runtime::compressed_client!(
+        EvaluatorClient::new(channel(&args.client)?),
+        args.client.compression
+    );
     if !args.stream {
         let expression = args.expression.context("give an EXPRESSION, or --stream")?;
         let evaluation = client

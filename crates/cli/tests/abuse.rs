@@ -56,15 +56,28 @@ async fn stops_cleanly(mut server: ServerProcess) {
 /// One gRPC request with the `h2` crate: `content_type`, `body` as the whole request body.
 /// Returns the HTTP status and the `grpc-status` and `grpc-message` (from headers or trailers).
 async fn h2_call(addr: &str, content_type: &str, body: Bytes) -> (u16, String, String) {
+    let (status, headers) = h2_request(addr, &[("content-type", content_type)], body).await;
+    (
+        status,
+        text(&headers, "grpc-status"),
+        text(&headers, "grpc-message"),
+    )
+}
+
+/// One request of `Calculate` with `headers`, `body` as the whole request body. Returns the
+/// HTTP status, and the response's headers and trailers in one map.
+async fn h2_request(addr: &str, headers: &[(&str, &str)], body: Bytes) -> (u16, http::HeaderMap) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
-    let request = http::Request::post(format!("http://{addr}{CALCULATE}"))
-        .header("content-type", content_type)
-        .header("te", "trailers")
-        .body(())
+    let mut request =
+        http::Request::post(format!("http://{addr}{CALCULATE}")).header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let (response, mut send) = client
+        .send_request(request.body(()).unwrap(), false)
         .unwrap();
-    let (response, mut send) = client.send_request(request, false).unwrap();
     send.send_data(body, true).unwrap();
     let response = response.await.unwrap();
     let status = response.status().as_u16();
@@ -76,18 +89,25 @@ async fn h2_call(addr: &str, content_type: &str, body: Bytes) -> (u16, String, S
     if let Some(trailers) = body.trailers().await.unwrap() {
         headers.extend(trailers);
     }
-    let text = |name| {
-        headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    };
-    (status, text("grpc-status"), text("grpc-message"))
+    (status, headers)
+}
+
+/// A header's text, or "" without it.
+fn text(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
 }
 
 /// A gRPC message frame around `payload`.
 fn grpc_frame(payload: &[u8]) -> Bytes {
-    let mut frame = vec![0];
+    framed(0, payload)
+}
+
+/// A gRPC message frame with the compressed flag `flag`.
+fn framed(flag: u8, payload: &[u8]) -> Bytes {
+    let mut frame = vec![flag];
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(payload);
     Bytes::from(frame)
@@ -333,6 +353,77 @@ async fn rapid_resets_end_the_connection_not_the_server() {
     let code = u32::from_be_bytes([goaway[4], goaway[5], goaway[6], goaway[7]]);
     assert_eq!(code, 11, "ENHANCE_YOUR_CALM");
     drop(tcp);
+    still_answers(&server.addr).await;
+    stops_cleanly(server).await;
+}
+
+#[tokio::test]
+async fn an_unknown_encoding_is_unimplemented_and_names_the_known_ones() {
+    let server = calculator().await;
+    let headers = [
+        ("content-type", "application/grpc"),
+        ("grpc-encoding", "br"),
+    ];
+    let (status, answer) = h2_request(&server.addr, &headers, framed(1, b"\x0b\x0b")).await;
+    assert_eq!(status, 200);
+    assert_eq!(text(&answer, "grpc-status"), "12", "{answer:?}");
+    let status = tonic::Status::from_header_map(&answer).unwrap();
+    assert_eq!(
+        status.message(),
+        "grpc-encoding \"br\" is not supported: this server reads gzip, zstd, identity"
+    );
+    assert_eq!(text(&answer, "grpc-accept-encoding"), "gzip,zstd,identity");
+    still_answers(&server.addr).await;
+    stops_cleanly(server).await;
+}
+
+/// The most memory the process has held, from `/proc/PID/status` (VmHWM, in KiB).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `size` zero bytes, compressed by `compress` a megabyte at a time (nothing of `size` is held).
+fn bomb(size: usize, mut write: impl FnMut(&[u8])) {
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..size / chunk.len() {
+        write(&chunk);
+    }
+}
+
+#[tokio::test]
+async fn compressed_bombs_stop_at_the_size_limit_without_being_inflated() {
+    use std::io::Write as _;
+    let server = calculator().await;
+    let pid = server.child.id().unwrap();
+    let before = peak_rss_kib(pid);
+    // 1 GiB of zeros in well under 1 MiB of zstd, and 256 MiB in under 1 MiB of gzip: both far
+    // under the 4 MiB wire limit, both far over it once inflated.
+    let mut zstd = zstd::Encoder::new(Vec::new(), 3).unwrap();
+    bomb(1 << 30, |chunk| zstd.write_all(chunk).unwrap());
+    let zstd = zstd.finish().unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    bomb(256 << 20, |chunk| gzip.write_all(chunk).unwrap());
+    let gzip = gzip.finish().unwrap();
+    for (encoding, payload) in [("zstd", zstd), ("gzip", gzip)] {
+        assert!(
+            payload.len() < 1 << 20,
+            "{encoding}: {} bytes",
+            payload.len()
+        );
+        let headers = [
+            ("content-type", "application/grpc"),
+            ("grpc-encoding", encoding),
+        ];
+        let (_, answer) = h2_request(&server.addr, &headers, framed(1, &payload)).await;
+        assert_eq!(text(&answer, "grpc-status"), "8", "{encoding}: {answer:?}");
+    }
+    let grown_mib = (peak_rss_kib(pid) - before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "the server's peak memory grew by {grown_mib} MiB"
+    );
     still_answers(&server.addr).await;
     stops_cleanly(server).await;
 }

@@ -33,6 +33,17 @@ async fn every_client_command_against_a_server_process() {
         out.stderr
     );
 
+    for compression in ["gzip", "zstd", "identity"] {
+        let out = run(&["calc", "--compression", compression, "6", "*", "7"]).await;
+        assert_eq!(
+            out.stdout, "42\n",
+            "--compression {compression}: {}",
+            out.stderr
+        );
+        let out = run(&["factorize", "--compression", compression, "600851475143"]).await;
+        assert_eq!(out.stdout, "71\n839\n1471\n6857\n", "{}", out.stderr);
+    }
+
     let out = run(&["calc", "1", "/", "0"]).await;
     assert_eq!(out.code, Some(1));
     assert_eq!(
@@ -107,6 +118,15 @@ async fn client_errors_are_clear() {
     assert_eq!(out.code, Some(1));
     assert!(
         out.stderr.starts_with("error: UNAVAILABLE: ") && out.stderr.contains("onnection refused"),
+        "{}",
+        out.stderr
+    );
+
+    let out = calcmesh(&["calc", "--compression", "br", "1", "+", "1"], "").await;
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr
+            .contains("unknown compression \"br\": use gzip, zstd or identity"),
         "{}",
         out.stderr
     );

@@ -335,6 +335,49 @@ async fn python_client_against_rust_server() {
     assert_scenario_passed("python client", out);
 }
 
+/// Compression across implementations: grpcio's gzip into calcmesh, calcmesh's gzip into
+/// grpcio, and calcmesh's zstd, which grpcio cannot read, refused by grpcio.
+#[tokio::test]
+async fn compression_between_python_and_rust() {
+    let server = ServerProcess::calcmesh().await;
+    let script = python_script("calc_client.py");
+    let args = [
+        &script,
+        "--target",
+        &server.addr,
+        "--compression",
+        "gzip",
+        "scenario",
+    ];
+    assert_scenario_passed("python client, gzip", run(python(), &args, "").await);
+
+    let python = python_server(&[]).await;
+    let calc = async |compression: &str| {
+        let args = [
+            "calc",
+            "--target",
+            &python.addr,
+            "--compression",
+            compression,
+            "6",
+            "*",
+            "7",
+        ];
+        calcmesh(&args, "").await
+    };
+    let out = calc("gzip").await;
+    assert_eq!(out.stdout, "42\n", "gzip into grpcio: {}", out.stderr);
+    // The spec says UNIMPLEMENTED; grpcio answers INTERNAL "Error parsing 'grpc-encoding'
+    // metadata" (CONFORMANCE.md). Either way the call fails cleanly, naming the header.
+    let out = calc("zstd").await;
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.starts_with("error: ") && out.stderr.contains("grpc-encoding"),
+        "grpcio reads no zstd: {}",
+        out.stderr
+    );
+}
+
 #[tokio::test]
 async fn node_client_against_rust_server() {
     let server = ServerProcess::calcmesh().await;

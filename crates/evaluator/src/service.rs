@@ -10,6 +10,7 @@ use calcmesh_proto::evaluator::evaluator_server::{Evaluator, EvaluatorServer};
 use calcmesh_proto::evaluator::{
     Error as ItemError, EvaluateRequest, Evaluation, Step as WireStep,
 };
+use calcmesh_runtime::compression::Compression;
 use calcmesh_runtime::{ENDPOINT_HEADER, MeshChannel, deadline};
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
@@ -50,7 +51,8 @@ pub fn server(
     service: EvaluatorService,
     max_message_size: usize,
 ) -> EvaluatorServer<EvaluatorService> {
-    EvaluatorServer::new(service).max_decoding_message_size(max_message_size)
+    calcmesh_runtime::compressed_server!(EvaluatorServer::new(service))
+        .max_decoding_message_size(max_message_size)
 }
 
 fn wire_step(step: Step<String>) -> WireStep {
@@ -68,7 +70,11 @@ impl EvaluatorService {
     /// [`calcmesh_runtime::connect`]).
     pub fn new(calculators: MeshChannel, config: EvaluatorConfig) -> Self {
         Self {
-            calculators: CalculatorClient::new(calculators),
+            // Reads compressed answers; asks plainly (the calculators then answer plainly).
+            calculators: calcmesh_runtime::compressed_client!(
+                CalculatorClient::new(calculators),
+                Compression::Identity
+            ),
             config,
         }
     }

@@ -27,7 +27,8 @@ pub struct InteropService;
 
 /// The tonic server for the interop service, accepting request messages up to `max_message_size`.
 pub fn server(max_message_size: usize) -> TestServiceServer<InteropService> {
-    TestServiceServer::new(InteropService).max_decoding_message_size(max_message_size)
+    calcmesh_runtime::compressed_server!(TestServiceServer::new(InteropService))
+        .max_decoding_message_size(max_message_size)
 }
 
 /// A payload of `size` zero bytes (`COMPRESSABLE`, the only type the cases use).

@@ -18,7 +18,8 @@
 //! - [`telemetry`]: go-grpc-prometheus metrics and each call's span ([`telemetry::metrics`]), W3C
 //!   `traceparent` across services ([`telemetry::trace`]).
 //! - [`admin`]: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) over servers and clients.
-//! - Shared: [`deadline`] (the caller's deadline, passed downstream), [`error`] (the error-chain
+//! - Shared: [`compression`] (gzip, zstd, identity; servers answer in kind), [`deadline`] (the
+//!   caller's deadline, passed downstream), [`error`] (the error-chain
 //!   walker), [`shutdown`] (SIGINT/SIGTERM), `backoff`, `framing` (gRPC message boundaries), `sync`.
 //!
 //! The old flat paths (`calcmesh_runtime::balance`, `::authz`, `::metrics`, …) stay as re-exports.
@@ -26,6 +27,7 @@
 pub mod admin;
 mod backoff;
 pub mod client;
+pub mod compression;
 pub mod deadline;
 pub mod error;
 mod framing;

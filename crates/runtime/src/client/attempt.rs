@@ -106,7 +106,9 @@ impl Shared {
                 Err(err) => err,
             };
             drop(outstanding);
-            if is_timeout(&err) {
+            // Past the deadline, the call failed because of it, however the server ended the
+            // stream (grpc-go resets it with CANCEL): gRPC says DEADLINE_EXCEEDED.
+            if is_timeout(&err) || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(deadline_exceeded());
             }
             let unseen = never_reached_server(&err);
@@ -193,6 +195,7 @@ fn answered(
     response.map(|body| {
         Body::new(OutstandingBody {
             inner: body,
+            deadline,
             _outstanding: outstanding,
         })
     })
@@ -229,6 +232,7 @@ pin_project_lite::pin_project! {
     struct OutstandingBody {
         #[pin]
         inner: Body,
+        deadline: Option<Instant>,
         _outstanding: Outstanding,
     }
 }
@@ -241,7 +245,12 @@ impl HttpBody for OutstandingBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        match self.project().inner.poll_frame(cx) {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            // The stream failed once the deadline had passed: DEADLINE_EXCEEDED, whatever reset it.
+            Poll::Ready(Some(Err(_))) if this.deadline.is_some_and(|d| Instant::now() >= d) => {
+                Poll::Ready(Some(Err(Status::deadline_exceeded("deadline exceeded"))))
+            }
             // The connection failed mid-response: gRPC calls that UNAVAILABLE (tonic: UNKNOWN).
             Poll::Ready(Some(Err(status)))
                 if status.code() == tonic::Code::Unknown && transport_failure(&status) =>

@@ -1,4 +1,5 @@
-//! What the wire may carry: a gRPC content type, and messages within the size limit.
+//! What the wire may carry: a gRPC content type, an encoding the server reads (see
+//! `server::encoding`), and messages within the size limit.
 //!
 //! A request whose `content-type` is not `application/grpc` (or `application/grpc+…`) is not a
 //! gRPC call: it gets HTTP 415, as the gRPC over HTTP/2 spec says, with `grpc-status`
@@ -8,7 +9,10 @@
 //! own decoder answers OUT_OF_RANGE. [`MessageSizeLimitLayer`] reads the 5-byte length prefix of
 //! every request message as it arrives and fails the call with RESOURCE_EXHAUSTED the moment a
 //! prefix announces more than the limit, before the payload is buffered. The layer only counts
-//! bytes passing by; it copies nothing.
+//! bytes passing by; it copies nothing. A compressed message is bounded twice: its announced
+//! (compressed) length here, and its decompressed size by tonic's decoder, which stops inflating
+//! at the same limit and answers RESOURCE_EXHAUSTED — a small message that would inflate to
+//! gigabytes never holds more than the limit in memory.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -88,10 +92,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         use futures_util::future::{Either, ready};
         if !is_grpc(req.headers()) {
             return Either::Left(ready(Ok(unsupported_media_type(req.headers()))));
+        }
+        if let Some(refused) = crate::server::encoding::admit(&mut req) {
+            return Either::Left(ready(Ok(refused)));
         }
         let limit = self.limit;
         Either::Right(self.inner.call(req.map(|body| {

@@ -12,6 +12,7 @@
 //! port back before serving.
 
 pub mod authz;
+mod encoding;
 pub mod health;
 pub mod limits;
 

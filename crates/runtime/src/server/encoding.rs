@@ -1,0 +1,55 @@
+//! What a server does with a request's compression headers before any service sees it: an
+//! encoding it cannot read is UNIMPLEMENTED, naming the ones it can (and saying them in
+//! `grpc-accept-encoding`, as the spec asks); a plain request has its `grpc-accept-encoding`
+//! removed so that the answer is plain too (tonic would otherwise compress every response to a
+//! client that merely accepts gzip, as grpcio's clients all do), and a compressed one is
+//! answered in its own encoding when the client reads it.
+
+use http::HeaderValue;
+use tonic::body::Body;
+
+use crate::compression::{ACCEPTED, Compression};
+
+/// `Some(response)` to send instead of serving `request`; `None` to serve it (its headers
+/// adjusted).
+pub(crate) fn admit(request: &mut http::Request<Body>) -> Option<http::Response<Body>> {
+    let encoding = request
+        .headers()
+        .get("grpc-encoding")
+        .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
+    match encoding.as_deref() {
+        None | Some("identity") => {
+            request.headers_mut().remove("grpc-accept-encoding");
+            None
+        }
+        Some(name) if Compression::is_accepted(name) => {
+            answer_in(request, name);
+            None
+        }
+        Some(name) => {
+            let status = tonic::Status::unimplemented(format!(
+                "grpc-encoding {name:?} is not supported: this server reads {}",
+                ACCEPTED.replace(',', ", ")
+            ));
+            let mut response = status.into_http::<Body>();
+            response
+                .headers_mut()
+                .insert("grpc-accept-encoding", HeaderValue::from_static(ACCEPTED));
+            Some(response)
+        }
+    }
+}
+
+/// Narrows a compressed request's `grpc-accept-encoding` to its own encoding when the client
+/// reads that one, so the answer comes back the way the request came (tonic would pick the
+/// first encoding of the client's list that it knows).
+fn answer_in(request: &mut http::Request<Body>, name: &str) {
+    let accepts = request
+        .headers()
+        .get("grpc-accept-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|list| list.split(',').any(|e| e.trim() == name));
+    if accepts && let Ok(value) = HeaderValue::from_str(name) {
+        request.headers_mut().insert("grpc-accept-encoding", value);
+    }
+}
