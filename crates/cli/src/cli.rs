@@ -493,6 +493,7 @@ impl ServerArgs {
             max_connection_age: self.max_connection_age.map(Into::into),
             max_connection_age_grace: self.max_connection_age_grace.into(),
             handshake_timeout: self.handshake_timeout.into(),
+            ..ServerConfig::default()
         })
     }
 }

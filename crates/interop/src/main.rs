@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use calcmesh_interop::cases::{self, CASES, Soak};
+use calcmesh_runtime::compression::CompressAnswers;
 use calcmesh_runtime::tls::{ClientTls, ServerTls, ServerTlsFiles};
 use calcmesh_runtime::{ClientConfig, MeshChannel, ServerConfig, Target, bind, connect, shutdown};
 use clap::{ArgAction, Parser, Subcommand};
@@ -189,6 +190,7 @@ async fn serve(addr: SocketAddr, tls: Option<Arc<ServerTls>>) -> anyhow::Result<
     let signal = shutdown::signal();
     let config = ServerConfig {
         tls,
+        compress_answers: CompressAnswers::WhenAccepted,
         ..ServerConfig::default()
     };
     let listener = bind(addr, &config).with_context(|| format!("cannot listen on {addr}"))?;

@@ -1,20 +1,25 @@
 //! `grpc.testing.TestService`, as `doc/interop-test-descriptions.md` in grpc/grpc specifies the
 //! server side: payloads of zeros of the requested sizes, the requested status echoed with its
-//! message unchanged, streams paced by `interval_us`.
+//! message unchanged, streams paced by `interval_us`, `expect_compressed` checked against the
+//! message's compressed flag, `response_compressed` honoured for unary answers (tonic compresses
+//! every message of a response stream alike, so `ResponseParameters.compressed` is not).
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use calcmesh_proto::grpc_testing::test_service_server::{TestService, TestServiceServer};
 use calcmesh_proto::grpc_testing::{
-    EchoStatus, Empty, Payload, ResponseParameters, SimpleRequest, SimpleResponse,
+    BoolValue, EchoStatus, Empty, Payload, ResponseParameters, SimpleRequest, SimpleResponse,
     StreamingInputCallRequest, StreamingInputCallResponse, StreamingOutputCallRequest,
     StreamingOutputCallResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::codec::SingleMessageCompressionOverride;
 use tonic::{Request, Response, Status, Streaming};
+
+use crate::flags::MessageFlags;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -50,6 +55,21 @@ fn requested_status(status: Option<&EchoStatus>) -> Option<Status> {
     ))
 }
 
+/// INVALID_ARGUMENT when a message that `expect`s to have come compressed did not (the next of
+/// `flags` is that message's).
+fn expect_compressed(
+    expect: Option<&BoolValue>,
+    flags: Option<&MessageFlags>,
+) -> Result<(), Status> {
+    let compressed = flags.and_then(MessageFlags::next);
+    if expect.is_some_and(|e| e.value) && compressed != Some(true) {
+        return Err(Status::invalid_argument(
+            "expect_compressed is set, and the request message was not compressed",
+        ));
+    }
+    Ok(())
+}
+
 /// The responses that `parameters` ask for, each after its interval, into `tx`; stops early
 /// when the client has gone.
 async fn respond(
@@ -80,14 +100,22 @@ impl TestService for InteropService {
         &self,
         request: Request<SimpleRequest>,
     ) -> Result<Response<SimpleResponse>, Status> {
+        let flags = request.extensions().get::<MessageFlags>().cloned();
         let request = request.into_inner();
+        expect_compressed(request.expect_compressed.as_ref(), flags.as_ref())?;
         if let Some(status) = requested_status(request.response_status.as_ref()) {
             return Err(status);
         }
-        Ok(Response::new(SimpleResponse {
+        let mut response = Response::new(SimpleResponse {
             payload: Some(zeros(request.response_size)?),
             ..SimpleResponse::default()
-        }))
+        });
+        if !request.response_compressed.is_some_and(|c| c.value) {
+            response
+                .extensions_mut()
+                .insert(SingleMessageCompressionOverride::Disable);
+        }
+        Ok(response)
     }
 
     async fn cacheable_unary_call(
@@ -116,10 +144,13 @@ impl TestService for InteropService {
         &self,
         request: Request<Streaming<StreamingInputCallRequest>>,
     ) -> Result<Response<StreamingInputCallResponse>, Status> {
+        let flags = request.extensions().get::<MessageFlags>().cloned();
         let mut stream = request.into_inner();
         let mut total = 0usize;
         while let Some(message) = stream.next().await {
-            total += message?.payload.map_or(0, |p| p.body.len());
+            let message = message?;
+            expect_compressed(message.expect_compressed.as_ref(), flags.as_ref())?;
+            total += message.payload.map_or(0, |p| p.body.len());
         }
         let aggregated_payload_size = i32::try_from(total)
             .map_err(|_| Status::resource_exhausted("aggregated payload size overflows int32"))?;

@@ -22,6 +22,18 @@ pub enum Compression {
     Zstd,
 }
 
+/// When a server compresses its answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CompressAnswers {
+    /// In the request's own encoding, and only when the request was compressed (the default:
+    /// small calls never pay for a compressor).
+    #[default]
+    InKind,
+    /// Whenever the client accepts an encoding the server sends, as gRPC allows and the
+    /// interop cases expect (`response_compressed` on a plain request).
+    WhenAccepted,
+}
+
 /// The encodings every calcmesh server reads, as `grpc-accept-encoding` lists them.
 pub const ACCEPTED: &str = "gzip,zstd,identity";
 

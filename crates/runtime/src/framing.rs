@@ -1,6 +1,7 @@
 //! gRPC's length-prefixed message framing (`[compressed flag:1][length:4 big-endian][message]`),
 //! followed across the chunks of a body without copying: the size limit (`server::limits`)
-//! reads each message's announced length from it, the metrics count messages with it.
+//! reads each message's announced length from it, the metrics count messages with it, and a
+//! service that must know which messages came compressed (the interop cases) reads the flags.
 
 /// A message announced larger than the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,17 +13,20 @@ pub(crate) struct Oversized {
 }
 
 /// Tracks gRPC message boundaries in a byte stream: `[flag:1][length:4 big-endian][payload]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameScanner(State);
+
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum FrameScanner {
+enum State {
     /// Reading a message prefix; `filled` of its 5 bytes seen so far.
     Prefix { bytes: [u8; 5], filled: usize },
     /// Skipping `remaining` payload bytes of the current message.
     Payload { remaining: usize },
 }
 
-impl Default for FrameScanner {
+impl Default for State {
     fn default() -> Self {
-        FrameScanner::Prefix {
+        State::Prefix {
             bytes: [0; 5],
             filled: 0,
         }
@@ -34,12 +38,27 @@ impl FrameScanner {
     /// and where its prefix starts in `chunk` (0 when the prefix began in an earlier chunk), so
     /// the messages before it can still be delivered.
     pub(crate) fn scan(&mut self, chunk: &[u8], limit: usize) -> Result<usize, Oversized> {
+        self.scan_each(chunk, limit, |_| {})
+    }
+
+    /// Advances over `chunk`, calling `on_message` with the compressed flag of each message
+    /// whose prefix it completes.
+    pub fn flags(&mut self, chunk: &[u8], mut on_message: impl FnMut(bool)) {
+        let _ = self.scan_each(chunk, usize::MAX, |flag| on_message(flag != 0));
+    }
+
+    fn scan_each(
+        &mut self,
+        chunk: &[u8],
+        limit: usize,
+        mut on_prefix: impl FnMut(u8),
+    ) -> Result<usize, Oversized> {
         let mut pos = 0;
         let mut prefix_start = 0;
         let mut messages = 0;
         while pos < chunk.len() {
-            match self {
-                FrameScanner::Prefix { bytes, filled } => {
+            match &mut self.0 {
+                State::Prefix { bytes, filled } => {
                     if *filled == 0 {
                         prefix_start = pos;
                     }
@@ -54,23 +73,46 @@ impl FrameScanner {
                             return Err(Oversized { len, prefix_start });
                         }
                         messages += 1;
-                        *self = if len == 0 {
-                            FrameScanner::default()
+                        on_prefix(bytes[0]);
+                        self.0 = if len == 0 {
+                            State::default()
                         } else {
-                            FrameScanner::Payload { remaining: len }
+                            State::Payload { remaining: len }
                         };
                     }
                 }
-                FrameScanner::Payload { remaining } => {
+                State::Payload { remaining } => {
                     let n = (*remaining).min(chunk.len() - pos);
                     *remaining -= n;
                     pos += n;
                     if *remaining == 0 {
-                        *self = FrameScanner::default();
+                        self.0 = State::default();
                     }
                 }
             }
         }
         Ok(messages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_come_once_per_message_in_order_however_the_bytes_are_split() {
+        let stream = [
+            &[1, 0, 0, 0, 2, 9, 9][..],
+            &[0, 0, 0, 0, 0],
+            &[1, 0, 0, 0, 1, 7],
+        ]
+        .concat();
+        for split in 0..=stream.len() {
+            let mut scanner = FrameScanner::default();
+            let mut flags = Vec::new();
+            scanner.flags(&stream[..split], |f| flags.push(f));
+            scanner.flags(&stream[split..], |f| flags.push(f));
+            assert_eq!(flags, [true, false, true], "split at {split}");
+        }
     }
 }

@@ -20,7 +20,7 @@
 //! - [`admin`]: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) over servers and clients.
 //! - Shared: [`compression`] (gzip, zstd, identity; servers answer in kind), [`deadline`] (the
 //!   caller's deadline, passed downstream), [`error`] (the error-chain
-//!   walker), [`shutdown`] (SIGINT/SIGTERM), `backoff`, `framing` (gRPC message boundaries), `sync`.
+//!   walker), [`shutdown`] (SIGINT/SIGTERM), `backoff`, [`framing`] (gRPC message boundaries), `sync`.
 //!
 //! The old flat paths (`calcmesh_runtime::balance`, `::authz`, `::metrics`, …) stay as re-exports.
 
@@ -30,7 +30,7 @@ pub mod client;
 pub mod compression;
 pub mod deadline;
 pub mod error;
-mod framing;
+pub mod framing;
 pub mod server;
 pub mod shutdown;
 mod sync;

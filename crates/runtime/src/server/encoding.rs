@@ -8,16 +8,20 @@
 use http::HeaderValue;
 use tonic::body::Body;
 
-use crate::compression::{ACCEPTED, Compression};
+use crate::compression::{ACCEPTED, CompressAnswers, Compression};
 
 /// `Some(response)` to send instead of serving `request`; `None` to serve it (its headers
 /// adjusted).
-pub(crate) fn admit(request: &mut http::Request<Body>) -> Option<http::Response<Body>> {
+pub(crate) fn admit(
+    request: &mut http::Request<Body>,
+    answers: CompressAnswers,
+) -> Option<http::Response<Body>> {
     let encoding = request
         .headers()
         .get("grpc-encoding")
         .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
     match encoding.as_deref() {
+        _ if answers == CompressAnswers::WhenAccepted => known(encoding.as_deref()),
         None | Some("identity") => {
             request.headers_mut().remove("grpc-accept-encoding");
             None
@@ -26,18 +30,29 @@ pub(crate) fn admit(request: &mut http::Request<Body>) -> Option<http::Response<
             answer_in(request, name);
             None
         }
-        Some(name) => {
-            let status = tonic::Status::unimplemented(format!(
-                "grpc-encoding {name:?} is not supported: this server reads {}",
-                ACCEPTED.replace(',', ", ")
-            ));
-            let mut response = status.into_http::<Body>();
-            response
-                .headers_mut()
-                .insert("grpc-accept-encoding", HeaderValue::from_static(ACCEPTED));
-            Some(response)
-        }
+        Some(name) => refuse(name),
     }
+}
+
+/// `None` when a server reads `encoding`, the refusal otherwise.
+fn known(encoding: Option<&str>) -> Option<http::Response<Body>> {
+    match encoding {
+        Some(name) if !Compression::is_accepted(name) => refuse(name),
+        _ => None,
+    }
+}
+
+/// UNIMPLEMENTED for an encoding the server cannot read, naming those it can.
+fn refuse(name: &str) -> Option<http::Response<Body>> {
+    let status = tonic::Status::unimplemented(format!(
+        "grpc-encoding {name:?} is not supported: this server reads {}",
+        ACCEPTED.replace(',', ", ")
+    ));
+    let mut response = status.into_http::<Body>();
+    response
+        .headers_mut()
+        .insert("grpc-accept-encoding", HeaderValue::from_static(ACCEPTED));
+    Some(response)
 }
 
 /// Narrows a compressed request's `grpc-accept-encoding` to its own encoding when the client

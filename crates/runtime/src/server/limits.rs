@@ -22,18 +22,21 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::Status;
 use tonic::body::Body;
 
+use crate::compression::CompressAnswers;
 use crate::framing::FrameScanner;
 
 /// A tower layer that fails request messages larger than `limit` bytes with RESOURCE_EXHAUSTED.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageSizeLimitLayer {
     limit: usize,
+    answers: CompressAnswers,
 }
 
 impl MessageSizeLimitLayer {
-    /// A layer with a limit of `limit` bytes per (uncompressed) request message.
-    pub fn new(limit: usize) -> Self {
-        Self { limit }
+    /// A layer with a limit of `limit` bytes per (uncompressed) request message, whose server
+    /// compresses `answers` as said.
+    pub fn new(limit: usize, answers: CompressAnswers) -> Self {
+        Self { limit, answers }
     }
 }
 
@@ -44,6 +47,7 @@ impl<S> tower_layer::Layer<S> for MessageSizeLimitLayer {
         MessageSizeLimit {
             inner,
             limit: self.limit,
+            answers: self.answers,
         }
     }
 }
@@ -53,6 +57,7 @@ impl<S> tower_layer::Layer<S> for MessageSizeLimitLayer {
 pub struct MessageSizeLimit<S> {
     inner: S,
     limit: usize,
+    answers: CompressAnswers,
 }
 
 /// Whether `headers` say the body is gRPC.
@@ -97,7 +102,7 @@ where
         if !is_grpc(req.headers()) {
             return Either::Left(ready(Ok(unsupported_media_type(req.headers()))));
         }
-        if let Some(refused) = crate::server::encoding::admit(&mut req) {
+        if let Some(refused) = crate::server::encoding::admit(&mut req, self.answers) {
             return Either::Left(ready(Ok(refused)));
         }
         let limit = self.limit;
@@ -186,7 +191,8 @@ mod tests {
                 3,
                 "every message counted once (split at {split})"
             );
-            assert!(matches!(s, FrameScanner::Prefix { filled: 0, .. }));
+            // It stopped at a message boundary: the next message counts alone.
+            assert_eq!(s.scan(&message(2), 10), Ok(1));
         }
     }
 

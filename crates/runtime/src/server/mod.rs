@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub policy: Option<Arc<AuthzPolicy>>,
     /// Allow plaintext on a non-loopback address (logged as a warning).
     pub insecure: bool,
+    /// When answers are compressed. Default: in kind (see [`crate::compression`]).
+    pub compress_answers: crate::compression::CompressAnswers,
     /// Close each connection gracefully (GOAWAY) once it is this old, so clients that discover
     /// by DNS reconnect and spread over instances added since. `None` (default): no limit.
     pub max_connection_age: Option<Duration>,
@@ -91,6 +93,7 @@ impl Default for ServerConfig {
             tls: None,
             policy: None,
             insecure: false,
+            compress_answers: crate::compression::CompressAnswers::InKind,
             max_connection_age: None,
             max_connection_age_grace: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
@@ -305,7 +308,10 @@ impl Server {
             .layer(
                 tower::ServiceBuilder::new()
                     .layer(RpcTelemetryLayer::new(metrics.clone()))
-                    .layer(MessageSizeLimitLayer::new(config.max_message_size))
+                    .layer(MessageSizeLimitLayer::new(
+                        config.max_message_size,
+                        config.compress_answers,
+                    ))
                     .layer(endpoint_header)
                     .layer(AuthzLayer::new(config.policy.clone())),
             )
