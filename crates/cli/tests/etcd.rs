@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use calcmesh_runtime::{ClientConfig, LbPolicy, Target};
-use tokio::process::Command;
 use tokio::time::Instant;
 
 use common::{BIN, Etcd, ServerProcess, Tally, eventually, load};
@@ -85,18 +84,6 @@ fn load_through_etcd(
     (channel, tally, run)
 }
 
-async fn signal(server: &ServerProcess, sig: &str) {
-    let pid = server.child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_discovery_and_instances_that_come_and_go() {
     let etcd = Etcd::start().await;
@@ -143,7 +130,7 @@ async fn registration_discovery_and_instances_that_come_and_go() {
     // SIGTERM: the key is gone by the time the process has drained and exited.
     let drained = servers.remove(0);
     let drained_key = format!("calculator/{}", drained.addr);
-    signal(&drained, "-TERM").await;
+    drained.signal("-TERM").await;
     let (status, _) = drained.wait().await;
     assert!(status.success());
     assert!(
@@ -154,7 +141,7 @@ async fn registration_discovery_and_instances_that_come_and_go() {
     // SIGKILL: the key expires with its lease.
     let killed = servers.remove(0);
     let killed_key = format!("calculator/{}", killed.addr);
-    signal(&killed, "-KILL").await;
+    killed.signal("-KILL").await;
     let died = std::time::Instant::now();
     eventually(
         "the crashed instance's key to expire",
@@ -384,7 +371,7 @@ async fn chaos_kill_and_restart_instances_and_etcd_under_load_fails_no_call() {
     while started.elapsed() + Duration::from_secs(3) < length {
         // Kill the oldest instance; a new one takes its place.
         let victim = servers.remove(0);
-        signal(&victim, "-KILL").await;
+        victim.signal("-KILL").await;
         drop(victim);
         kills += 1;
         if !etcd_restarted && started.elapsed() * 2 >= length {

@@ -9,22 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use calcmesh_runtime::{ClientConfig, Target};
-use tokio::process::Command;
 use tokio::time::Instant;
 
 use common::{ServerProcess, Tally, load, load_with_deadline};
-
-async fn signal(server: &ServerProcess, name: &str) {
-    let pid = server.child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args([name, &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-}
 
 /// Three server processes and a channel balancing over them, as every calcmesh client is
 /// configured (idempotent calls may be sent again).
@@ -65,7 +52,7 @@ async fn scenario(sig: &str) {
 
     // Signal one instance once the load is flowing.
     load_flowing(&tally).await;
-    signal(&servers[1], sig).await;
+    servers[1].signal(sig).await;
     let at_signal = tally.ok.load(Ordering::Relaxed);
     let first_failure = run.await.unwrap();
     let (ok, failed) = (
@@ -108,9 +95,9 @@ async fn frozen() {
         deadline,
     ));
     load_flowing(&tally).await;
-    signal(&servers[1], "-STOP").await;
+    servers[1].signal("-STOP").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    signal(&servers[1], "-CONT").await;
+    servers[1].signal("-CONT").await;
     let first_failure = run.await.unwrap();
     let ok = tally.ok.load(Ordering::Relaxed);
     let failed = tally.failed.load(Ordering::Relaxed);

@@ -150,14 +150,20 @@ impl ServerProcess {
         calcmesh_runtime::connect(&self.addr.parse().unwrap(), &Default::default()).unwrap()
     }
 
+    /// SIGTERM: the server drains and exits.
     pub async fn terminate(&mut self) {
+        self.signal("-TERM").await;
+    }
+
+    /// Sends the process `sig` (`-TERM`, `-KILL`, `-STOP`, `-CONT`) with kill(1).
+    pub async fn signal(&self, sig: &str) {
         let pid = self.child.id().unwrap().to_string();
         let status = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([sig, &pid])
             .status()
             .await
             .unwrap();
-        assert!(status.success());
+        assert!(status.success(), "kill {sig} {pid}");
     }
 
     pub async fn wait(mut self) -> (ExitStatus, String) {
