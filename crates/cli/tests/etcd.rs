@@ -399,3 +399,130 @@ async fn chaos_kill_and_restart_instances_and_etcd_under_load_fails_no_call() {
     assert!(eval_ok > 100, "{eval_ok} evaluations: the load ran");
     drop(channel);
 }
+
+/// etcd's own Go naming packages (`interop/go/etcd-peer`, on go.etcd.io/etcd/client/v3 v3.7.3
+/// and grpc-go v1.85.0), built by `./scripts/test`.
+fn etcd_peer() -> std::path::PathBuf {
+    let path = common::root().join("target/interop/go/bin/etcd-peer");
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/test (cd interop/go/etcd-peer && go build -o {0} .)",
+        path.display()
+    );
+    path
+}
+
+/// `etcd-peer watch`: grpc-go with etcd's resolver and round_robin, printing after every 100
+/// calls which endpoints answered them.
+struct GoWatch {
+    _child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    last: String,
+}
+
+impl GoWatch {
+    fn start(etcd: &Etcd, service: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(etcd_peer())
+            .args(["-etcd", &etcd.addr, "-service", service, "watch"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start etcd-peer watch");
+        let stdout = child.stdout.take().unwrap();
+        let lines = tokio::io::BufReader::new(stdout).lines();
+        Self {
+            _child: child,
+            lines,
+            last: String::new(),
+        }
+    }
+
+    /// Reads reports until one names exactly `endpoints` (within `limit`).
+    async fn until(&mut self, endpoints: &[&str], limit: Duration) {
+        let mut want: Vec<&str> = endpoints.to_vec();
+        want.sort_unstable();
+        let want = want.join(",");
+        let deadline = Instant::now() + limit;
+        while self.last != want {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("grpc-go never used exactly {want} (last: {:?})", self.last)
+                })
+                .unwrap()
+                .expect("etcd-peer watch exited");
+            self.last = line;
+        }
+    }
+}
+
+/// grpc-go, through etcd's own resolver, finds the calculators that registered with
+/// `--register`, spreads calls over all of them, drops one that stops (its key deleted on
+/// SIGTERM), drops one that is killed (its key expired with the lease), and picks up a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcds_go_resolver_follows_calcmesh_registrations() {
+    let etcd = Etcd::start().await;
+    let mut servers = three_registered(&etcd).await;
+    let mut go = GoWatch::start(&etcd, "calculator");
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
+    let all: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    go.until(&all, Duration::from_secs(15)).await;
+
+    // SIGTERM: the key goes before the drain, and grpc-go stops using the instance.
+    let mut drained = servers.remove(0);
+    drained.terminate().await;
+    go.until(&all[1..], Duration::from_secs(10)).await;
+    assert!(drained.wait().await.0.success());
+
+    // SIGKILL: nothing deletes the key; the lease expires it, and grpc-go stops using it.
+    let killed = servers.remove(0);
+    killed.signal("-KILL").await;
+    let killed_key = format!("calculator/{}", killed.addr);
+    eventually(
+        "the killed key expires",
+        Duration::from_secs(10),
+        || async { !keys(&etcd).await.contains(&killed_key) },
+    )
+    .await;
+    go.until(&all[2..], Duration::from_secs(10)).await;
+
+    // A new instance: registered, and used.
+    let fourth = registered_calculator(&etcd).await;
+    go.until(&[all[2], &fourth.addr], Duration::from_secs(15))
+        .await;
+}
+
+/// The other way: an instance registered by etcd's Go endpoints manager is found by calcmesh's
+/// `etcd://` target, and gone once the manager deletes it.
+#[tokio::test]
+async fn calcmesh_finds_instances_registered_by_etcds_go_endpoints_manager() {
+    use tokio::io::AsyncBufReadExt;
+    let etcd = Etcd::start().await;
+    let server = ServerProcess::calcmesh().await;
+    let mut go = tokio::process::Command::new(etcd_peer())
+        .args([
+            "-etcd",
+            &etcd.addr,
+            "-service",
+            "gocalc",
+            "register",
+            &server.addr,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start etcd-peer register");
+    let stdout = go.stdout.take().unwrap();
+    let first = tokio::io::BufReader::new(stdout).lines().next_line().await;
+    assert_eq!(first.unwrap().as_deref(), Some("registered"));
+
+    let target = etcd.target("gocalc");
+    let out = common::calcmesh(&["calc", "--target", &target, "6", "*", "7"], "").await;
+    assert_eq!(out.stdout, "42\n", "{}", out.stderr);
+
+    drop(go.stdin.take());
+    assert!(go.wait().await.unwrap().success());
+    assert!(etcd.get_prefix("gocalc/").await.is_empty());
+}
