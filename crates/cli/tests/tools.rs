@@ -1,8 +1,10 @@
-//! The gRPC ecosystem's own tools as clients of a real `calcmesh serve calculator` process over
-//! mutual TLS: grpcurl (v1.9.4: `list`, `describe`, a unary call with a JSON body, a
-//! server-streaming call) and grpc_health_probe (v0.4.62: the plaintext health port and the
-//! mTLS port SERVING, the health port NOT_SERVING during a drain). `./scripts/test` installs both
-//! into `target/interop/go/bin`; missing, these tests fail and say how to get them.
+//! The gRPC ecosystem's own tools as clients of a real `calcmesh serve calculator` process:
+//! grpcurl (v1.9.4: `list`, `describe`, a unary call with a JSON body, a server-streaming call,
+//! over mutual TLS), grpc_health_probe (v0.4.62: the plaintext health port and the mTLS port
+//! SERVING, the health port NOT_SERVING during a drain) and ghz (v0.93.0: a load run through
+//! server reflection, every call OK). `./scripts/test` installs them into
+//! `target/interop/go/bin`; missing, these tests fail and say how to get them. (How ghz's figures
+//! compare with `calcmesh bench`'s is a benchmark, in BENCHMARKS.md, not a test.)
 
 mod common;
 
@@ -236,4 +238,33 @@ async fn grpc_health_probe_sees_serving_then_the_drain() {
     drop(held);
     let (status, stderr) = server.wait().await;
     assert!(status.success(), "{stderr}");
+}
+
+#[tokio::test]
+async fn ghz_loads_a_server_through_reflection_and_every_call_is_ok() {
+    let server = ServerProcess::calcmesh().await;
+    let ghz = tool("ghz", "github.com/bojand/ghz/cmd/ghz@v0.93.0");
+    let body = r#"{"num1": 10, "num2": 5, "operator": "*"}"#;
+    let args = [
+        "--insecure",
+        "--call",
+        "calculator.Calculator/Calculate",
+        "-d",
+        body,
+        "-n",
+        "500",
+        "-c",
+        "8",
+        "--format",
+        "json",
+        &server.addr,
+    ];
+    let out = run(ghz, &args, "").await;
+    assert_ok("ghz", &out);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["count"], 500, "{report}");
+    assert_eq!(
+        report["statusCodeDistribution"],
+        serde_json::json!({"OK": 500})
+    );
 }
