@@ -1,4 +1,4 @@
-//! The interop matrix: Rust, Python (grpcio) and Node (@grpc/grpc-js) peers, each a real process,
+//! The interop matrix: Rust, Python (grpcio), Node (@grpc/grpc-js) and Go (grpc-go) peers, each a real process,
 //! talking over loopback. Every cell runs `interop/scenario.json` — every RPC of
 //! `calculator.Calculator` with its expected result or status — so one file says what "the same
 //! semantics" means for all of them.
@@ -6,8 +6,9 @@
 //! | client ↓ / server → | Rust | Python (sync, asyncio) | Node |
 //! | --- | --- | --- | --- |
 //! | Rust library + CLI  | ✓    | ✓                      | ✓    |
-//! | Python              | ✓    |                        |      |
+//! | Python              | ✓ (also gzip) |               |      |
 //! | Node                | ✓    |                        |      |
+//! | Go (grpc-go)        | ✓ (also gzip) | ✓ (sync)       | ✓    |
 //!
 //! Plus the original contract both ways: the Node client that knows only `Calculate` against
 //! `calcmesh serve calculator`, and `calcmesh calc` against a Python server of only `Calculate`.
@@ -376,6 +377,40 @@ async fn compression_between_python_and_rust() {
         "grpcio reads no zstd: {}",
         out.stderr
     );
+}
+
+/// grpc-go's calculator client (`interop/go/calc-client`, built by `./scripts/test`).
+fn go_client() -> String {
+    let path = root().join("target/interop/go/bin/calc-client");
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/test (it generates the stubs and builds interop/go/calc-client)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+async fn go_scenario(server: &ServerProcess, extra: &[&str]) -> common::Output {
+    let scenario = root().join("interop/scenario.json").display().to_string();
+    let mut args = vec!["-target", &server.addr, "-scenario", &scenario];
+    args.extend_from_slice(extra);
+    run(go_client(), &args, "").await
+}
+
+#[tokio::test]
+async fn go_client_against_rust_server() {
+    let server = ServerProcess::calcmesh().await;
+    assert_scenario_passed("go client", go_scenario(&server, &[]).await);
+    let gzip = go_scenario(&server, &["-compression", "gzip"]).await;
+    assert_scenario_passed("go client, gzip", gzip);
+}
+
+#[tokio::test]
+async fn go_client_against_python_and_node_servers() {
+    let python = python_server(&[]).await;
+    assert_scenario_passed("go client → python", go_scenario(&python, &[]).await);
+    let node = node_server().await;
+    assert_scenario_passed("go client → node", go_scenario(&node, &[]).await);
 }
 
 #[tokio::test]
