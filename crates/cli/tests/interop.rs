@@ -3,12 +3,12 @@
 //! `calculator.Calculator` with its expected result or status — so one file says what "the same
 //! semantics" means for all of them.
 //!
-//! | client ↓ / server → | Rust | Python (sync, asyncio) | Node |
-//! | --- | --- | --- | --- |
-//! | Rust library + CLI  | ✓    | ✓                      | ✓    |
-//! | Python              | ✓ (also gzip) |               |      |
-//! | Node                | ✓    |                        |      |
-//! | Go (grpc-go)        | ✓ (also gzip) | ✓ (sync)       | ✓    |
+//! | client ↓ / server → | Rust | Python (sync, asyncio) | Node | Go |
+//! | --- | --- | --- | --- | --- |
+//! | Rust library + CLI  | ✓    | ✓                      | ✓    | ✓  |
+//! | Python              | ✓ (also gzip) |               |      | ✓  |
+//! | Node                | ✓    |                        |      | ✓  |
+//! | Go (grpc-go)        | ✓ (also gzip) | ✓ (sync)       | ✓    | ✓  |
 //!
 //! Plus the original contract both ways: the Node client that knows only `Calculate` against
 //! `calcmesh serve calculator`, and `calcmesh calc` against a Python server of only `Calculate`.
@@ -379,15 +379,24 @@ async fn compression_between_python_and_rust() {
     );
 }
 
-/// grpc-go's calculator client (`interop/go/calc-client`, built by `./scripts/test`).
-fn go_client() -> String {
-    let path = root().join("target/interop/go/bin/calc-client");
+/// grpc-go's calculator `calc-client` or `calc-server` (`interop/go/calculator`, built by
+/// `./scripts/test`).
+fn go_program(name: &str) -> String {
+    let path = root().join("target/interop/go/bin").join(name);
     assert!(
         path.exists(),
-        "{} is missing: run ./scripts/test (it generates the stubs and builds interop/go/calc-client)",
+        "{} is missing: run ./scripts/test (it generates the stubs and builds interop/go/calculator)",
         path.display()
     );
     path.display().to_string()
+}
+
+fn go_client() -> String {
+    go_program("calc-client")
+}
+
+async fn go_server() -> ServerProcess {
+    ServerProcess::start(go_program("calc-server"), &["-port", "0"]).await
 }
 
 async fn go_scenario(server: &ServerProcess, extra: &[&str]) -> common::Output {
@@ -403,6 +412,25 @@ async fn go_client_against_rust_server() {
     assert_scenario_passed("go client", go_scenario(&server, &[]).await);
     let gzip = go_scenario(&server, &["-compression", "gzip"]).await;
     assert_scenario_passed("go client, gzip", gzip);
+}
+
+#[tokio::test]
+async fn rust_python_node_and_go_clients_against_a_go_server() {
+    let server = go_server().await;
+    rust_client_scenario(&server).await;
+    rust_cli(&server).await;
+    let script = python_script("calc_client.py");
+    let out = run(
+        python(),
+        &[&script, "--target", &server.addr, "scenario"],
+        "",
+    )
+    .await;
+    assert_scenario_passed("python client → go", out);
+    let script = node_script("client.js").display().to_string();
+    let out = run("node", &[&script, "--target", &server.addr, "scenario"], "").await;
+    assert_scenario_passed("node client → go", out);
+    assert_scenario_passed("go client → go", go_scenario(&server, &[]).await);
 }
 
 #[tokio::test]

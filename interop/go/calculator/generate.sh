@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../../.."
 bin="$root/target/interop/go/bin"
-pkg=calcmesh.invalid/interop/go/calc-client/calculatorpb
+pkg=calcmesh.invalid/interop/go/calculator/calculatorpb
 mkdir -p "$here/calculatorpb"
 PATH="$bin:$PATH" protoc -I "$root/proto" \
   --go_out="$here/calculatorpb" --go_opt=paths=source_relative --go_opt="Mcalculator.proto=$pkg" \

@@ -1,4 +1,4 @@
-module calcmesh.invalid/interop/go/calc-client
+module calcmesh.invalid/interop/go/calculator
 
 go 1.26.0
 

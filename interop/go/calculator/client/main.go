@@ -1,4 +1,4 @@
-// Command calc-client runs interop/scenario.json — every calculator.Calculator RPC with its
+// Command client runs interop/scenario.json — every calculator.Calculator RPC with its
 // expected result or status — with grpc-go against a calculator server, as the Python and Node
 // clients do. Prints `ok NAME` or `FAIL NAME: …` per case and ends with `N passed, M failed`;
 // exits 1 if any failed.
@@ -18,7 +18,7 @@ import (
 	"strconv"
 	"time"
 
-	pb "calcmesh.invalid/interop/go/calc-client/calculatorpb"
+	pb "calcmesh.invalid/interop/go/calculator/calculatorpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
