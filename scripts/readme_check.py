@@ -65,11 +65,11 @@ FENCE = re.compile(r"^(\s*)(```+)\s*(\S*)\s*$")
 READY = [
     (re.compile(r"--register\b"), "log:etcd: registered"),
     (re.compile(r"\bup\b"), "log:stop with Ctrl-C"),
-    (re.compile(r"\bserve (calculator|evaluator)\b|calc_server\.py|server\.js"), "log:listening on"),
+    (re.compile(r"\bserve (calculator|evaluator)\b|calc_server\.py|server\.js|go run \./server"), "log:listening on"),
     (re.compile(r"^etcd\b"), "tcp:127.0.0.1:2379"),
 ]
 # Ports the README's commands bind; taken ones would make the check fail in confusing ways.
-PORTS = [2379, 2380, 50050, 50051, 50052, 50053, 50060, 50061, 50090, 50091, 50092, 50093,
+PORTS = [2379, 2380, 50050, 50051, 50052, 50053, 50054, 50060, 50061, 50090, 50091, 50092, 50093,
          50151, 50152, 50153]
 CARGO_STATUS = re.compile(r"^\s*(Compiling|Finished|Running|Blocking|Updating|Downloaded|Downloading|Locking|Adding)\b")
 PRELUDE = 'calcmesh() { cargo run -q --release -- "$@"; }\n'
@@ -335,7 +335,7 @@ def block_script(commands: list[Command], work: str) -> str:
 READY_FUNCTIONS = r"""
 __ready_log() {  # PID FILE TEXT: wait until FILE holds TEXT, while PID lives (20 min at most)
   local i; for ((i = 0; i < 12000; i++)); do
-    grep -qF -- "$3" "$2" && return 0; kill -0 "$1" 2>/dev/null || return 1; sleep 0.1
+    grep -qsF -- "$3" "$2" && return 0; kill -0 "$1" 2>/dev/null || return 1; sleep 0.1
   done; return 1
 }
 __ready_tcp() {  # PID FILE HOST:PORT: wait until the port accepts, while PID lives (60 s at most)
@@ -561,7 +561,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", action="store_true", help="print how each block is treated; run nothing")
-    parser.add_argument("--only", help="run only the blocks whose heading contains this text (and the run command)")
+    parser.add_argument("--only", help="run only the blocks whose heading contains this text (and the run command, if they need it)")
     parser.add_argument("--checkout", default=os.path.join(ROOT, "target/readme-check/checkout"))
     parser.add_argument("docs", nargs="*", default=DOCS, help="documents to check (default: %(default)s)")
     args = parser.parse_args()
@@ -574,7 +574,9 @@ def main() -> int:
                     print(f"    {c.line}: {c.text!r}{' &' if c.background else ''} → {c.expected}")
             return 0
         if args.only:
-            blocks = [b for b in blocks if args.only in b.heading or "run-command" in b.options()]
+            chosen = [b for b in blocks if args.only in b.heading]
+            needs_mesh = any("mesh" in b.options() for b in chosen)
+            blocks = [b for b in blocks if b in chosen or (needs_mesh and "run-command" in b.options())]
         taken = taken_ports()
         if taken:
             print(f"readme: ports {taken} are in use; the README's commands bind them. Stop what holds them.")
