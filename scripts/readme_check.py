@@ -31,7 +31,8 @@ What a command should print is written in comments:
     # step  operation  result  endpoint  line by line (whitespace runs count as one space)
 
 In expected output `…` stands for any text, and a line that is only `…` for any number of
-lines. A command must exit 0, or 1 when its expected output has a line starting `error:`.
+lines. A command must exit 0, or 1 or 2 (a failed call, bad usage) when its expected output has a
+line starting `error:`.
 A command ending in `&` runs in the background; the next command waits until it is ready (the
 READY table below says how each kind of server shows it) and the block's end stops it (SIGTERM).
 
@@ -290,15 +291,15 @@ def check_command(block: Block, cmd: Command, output: str, rc: str) -> str | Non
     if cmd.background:
         return None
     wants_error = bool(cmd.expected) and any(e.startswith("error:") for e in cmd.expected)
-    want_rc = "1" if wants_error else "0"
+    want_rc = ("1", "2") if wants_error else ("0",)
     got = program_output(output)
     opts = block.options()
     vary = re.compile(opts["vary"]) if opts.get("vary") else None
     if cmd.expected is not None and not matches(cmd.expected, got, vary, "any-order" in opts):
         return (f"{where}: `{cmd.text}` printed something else.\n  expected:\n{indent(chr(10).join(cmd.expected))}"
                 f"\n  got (exit {rc}):\n{indent(chr(10).join(got))}")
-    if rc != want_rc:
-        return f"{where}: `{cmd.text}` exited {rc}, expected {want_rc}; it printed:\n{indent(output)}"
+    if rc not in want_rc:
+        return f"{where}: `{cmd.text}` exited {rc}, expected {' or '.join(want_rc)}; it printed:\n{indent(output)}"
     return None
 
 

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use calcmesh_evaluator::EvaluatorConfig;
 use calcmesh_expr::Limits;
+use calcmesh_runtime::client::ServiceConfig;
 use calcmesh_runtime::compression::Compression;
 use calcmesh_runtime::{ClientConfig, LbPolicy, ServerConfig, Target};
 use clap::{Args, Parser, Subcommand};
@@ -526,10 +527,17 @@ impl ClientArgs {
 /// How a client reaches a target's endpoints.
 #[derive(Debug, Args)]
 pub(crate) struct BalancingArgs {
-    /// Load-balancing policy: least_request (the less busy of two random endpoints) or
-    /// round_robin.
+    /// Load-balancing policy: least_request (the less busy of two random endpoints),
+    /// round_robin, or pick_first. A --service-config loadBalancingConfig wins over it
+    /// (round_robin, pick_first, least_request_experimental map onto these).
     #[arg(long, env = "CALCMESH_LB", default_value_t = LbPolicy::default())]
     pub(crate) lb: LbPolicy,
+    /// A gRPC service config (gRFC A2): a JSON file, or the JSON itself if it starts with `{`.
+    /// Applied: loadBalancingConfig, healthCheckConfig.serviceName, and each methodConfig
+    /// timeout (the longest a call may take); retryPolicy, hedgingPolicy, retryThrottling and
+    /// waitForReady are validated but not applied yet. A bad config is refused with its JSON path.
+    #[arg(long, env = "CALCMESH_SERVICE_CONFIG", value_parser = service_config)]
+    pub(crate) service_config: Option<Arc<ServiceConfig>>,
     /// How long to wait for a TCP connection.
     #[arg(long, env = "CALCMESH_CONNECT_TIMEOUT", default_value_t = ClientConfig::default().connect_timeout.into())]
     pub(crate) connect_timeout: humantime::Duration,
@@ -566,9 +574,24 @@ impl BalancingArgs {
             keepalive_interval: self.client_keepalive_interval.into(),
             keepalive_timeout: self.client_keepalive_timeout.into(),
             idempotent: calcmesh_proto::idempotent_methods(),
+            service_config: self.service_config.clone(),
             ..ClientConfig::default()
         })
     }
+}
+
+/// `--service-config`: inline JSON, or a file of it.
+fn service_config(value: &str) -> Result<Arc<ServiceConfig>, String> {
+    let (name, json) = if value.trim_start().starts_with('{') {
+        ("--service-config".to_owned(), value.to_owned())
+    } else {
+        let json =
+            std::fs::read_to_string(value).map_err(|e| format!("cannot read {value}: {e}"))?;
+        (value.to_owned(), json)
+    };
+    ServiceConfig::parse(&name, &json)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

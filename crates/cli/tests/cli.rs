@@ -25,6 +25,13 @@ async fn every_client_command_against_a_server_process() {
         out.stderr
     );
 
+    // The same calls under a service config (a file, as a Go client would take it).
+    let file = common::root().join("target/cli-test-service-config.json");
+    std::fs::write(&file, r#"{"loadBalancingConfig": [{"pick_first": {}}], "methodConfig": [{"name": [{}], "timeout": "5s"}]}"#).unwrap();
+    let config = file.display().to_string();
+    let out = run(&["calc", "--service-config", &config, "6", "*", "7"]).await;
+    assert_eq!(out.stdout, "42\n", "{}", out.stderr);
+
     for compression in ["gzip", "zstd", "identity"] {
         let out = run(&["calc", "--compression", compression, "6", "*", "7"]).await;
         assert_eq!(
@@ -110,6 +117,29 @@ async fn client_errors_are_clear() {
     assert_eq!(out.code, Some(1));
     assert!(
         out.stderr.starts_with("error: UNAVAILABLE: ") && out.stderr.contains("onnection refused"),
+        "{}",
+        out.stderr
+    );
+
+    // A service config that cannot be used is refused before any call, naming the JSON path.
+    let bad = r#"{"methodConfig": [{"name": [{}], "timeout": "5"}]}"#;
+    let out = calcmesh(&["calc", "--service-config", bad, "1", "+", "1"], "").await;
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains(
+            "--service-config: service config at methodConfig[0].timeout: \"5\" is not a duration"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = calcmesh(
+        &["calc", "--service-config", "/no/such.json", "1", "+", "1"],
+        "",
+    )
+    .await;
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("cannot read /no/such.json"),
         "{}",
         out.stderr
     );

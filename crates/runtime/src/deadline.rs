@@ -13,6 +13,26 @@ pub fn time_left(metadata: &MetadataMap) -> Option<Duration> {
     parse_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
 }
 
+/// A `grpc-timeout` value for `timeout`: at most 8 digits, in the finest unit that fits.
+pub(crate) fn format_timeout(timeout: Duration) -> String {
+    let units: [(u128, &str); 6] = [
+        (1, "n"),
+        (1_000, "u"),
+        (1_000_000, "m"),
+        (1_000_000_000, "S"),
+        (60_000_000_000, "M"),
+        (3_600_000_000_000, "H"),
+    ];
+    let nanos = timeout.as_nanos();
+    for (size, unit) in units {
+        let value = nanos.div_ceil(size);
+        if value <= 99_999_999 {
+            return format!("{value}{unit}");
+        }
+    }
+    "99999999H".to_owned()
+}
+
 /// Parses a `grpc-timeout` value.
 pub(crate) fn parse_timeout(text: &str) -> Option<Duration> {
     let (digits, unit) = text.split_at(text.len().checked_sub(1)?);

@@ -196,3 +196,55 @@ impl RefusedInChain for tonic::Status {
             .any(|e| e.to_string().contains("onnection refused"))
     }
 }
+
+/// A channel configured by a gRPC service config instead of flags.
+fn configured(instances: &[Instance], json: &str) -> MeshChannel {
+    let target = Target::Static(instances.iter().map(|i| i.running.addr).collect());
+    let config = ClientConfig {
+        service_config: Some(std::sync::Arc::new(
+            calcmesh_runtime::client::ServiceConfig::parse("test", json).unwrap(),
+        )),
+        ..ClientConfig::default()
+    };
+    calcmesh_runtime::connect(&target, &config).unwrap()
+}
+
+#[tokio::test]
+async fn a_service_config_chooses_the_policy_over_the_flags() {
+    let instances: Vec<_> = (0..3).map(|_| instance(None)).collect();
+    // pick_first: every call to the first endpoint of the list.
+    let json = r#"{"loadBalancingConfig": [{"unknown_policy": {}}, {"pick_first": {}}]}"#;
+    load(&configured(&instances, json), 300, 4).await;
+    let counts: Vec<u64> = instances.iter().map(|i| i.service.calculations()).collect();
+    assert_eq!(counts, [300, 0, 0]);
+    // round_robin: each in turn.
+    let json = r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#;
+    load(&configured(&instances, json), 300, 1).await;
+    let counts: Vec<u64> = instances.iter().map(|i| i.service.calculations()).collect();
+    assert_eq!(counts, [400, 100, 100]);
+    stop(instances).await;
+}
+
+#[tokio::test]
+async fn a_method_timeout_from_the_service_config_bounds_calls_without_a_deadline() {
+    // An instance that takes 300 ms per call, and a config that gives Calculate 50 ms.
+    let instances = vec![instance(Some(Duration::from_millis(300)))];
+    let json = r#"{"methodConfig": [
+        {"name": [{"service": "calculator.Calculator", "method": "Calculate"}], "timeout": "0.05s"},
+        {"name": [{}], "timeout": "10s"}]}"#;
+    let mut client = CalculatorClient::new(configured(&instances, json));
+    let started = std::time::Instant::now();
+    let status = client.calculate(add(1)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    // A caller's own deadline, shorter still, stands.
+    let mut request = tonic::Request::new(add(1));
+    request.set_timeout(Duration::from_millis(10));
+    let status = client.calculate(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    stop(instances).await;
+}

@@ -70,14 +70,9 @@ impl Shared {
     /// Sends `request`, on another endpoint again after a failure when that is safe.
     pub(super) async fn call(
         self: Arc<Self>,
-        request: http::Request<Body>,
+        mut request: http::Request<Body>,
     ) -> Result<http::Response<Body>, BoxError> {
-        let deadline = request
-            .headers()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::deadline::parse_timeout)
-            .map(|left| Instant::now() + left);
+        let deadline = self.deadline(&mut request);
         self.wait_for_discovery(deadline).await?;
         let idempotent = self
             .idempotent
@@ -125,6 +120,32 @@ impl Shared {
             }
             self.retries.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target = %self.target, attempt = tried.len(), %err, "retrying on another endpoint");
+        }
+    }
+
+    /// The call's deadline: the caller's `grpc-timeout`, or the method's service-config
+    /// `timeout` when that is sooner (then sent as the call's `grpc-timeout`, so the server
+    /// knows it too).
+    fn deadline(&self, request: &mut http::Request<Body>) -> Option<Instant> {
+        let now = Instant::now();
+        let asked = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::deadline::parse_timeout);
+        let configured = self
+            .service_config
+            .as_ref()
+            .and_then(|c| c.timeout(request.uri().path()));
+        match (asked, configured) {
+            (_, Some(limit)) if asked.is_none_or(|a| limit < a) => {
+                let value = crate::deadline::format_timeout(limit);
+                if let Ok(value) = http::HeaderValue::from_str(&value) {
+                    request.headers_mut().insert("grpc-timeout", value);
+                }
+                Some(now + limit)
+            }
+            _ => asked.map(|left| now + left),
         }
     }
 

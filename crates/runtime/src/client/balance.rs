@@ -34,6 +34,12 @@ pub enum LbPolicy {
     /// Power of two choices over calls outstanding: the less busy of two random endpoints.
     #[default]
     LeastRequest,
+    /// Every call to the first eligible endpoint in the list (with `shuffle`, a list order
+    /// chosen at random per channel, so that clients spread).
+    PickFirst {
+        /// `shuffleAddressList`.
+        shuffle: bool,
+    },
 }
 
 impl FromStr for LbPolicy {
@@ -43,8 +49,9 @@ impl FromStr for LbPolicy {
         match s {
             "round_robin" => Ok(LbPolicy::RoundRobin),
             "least_request" => Ok(LbPolicy::LeastRequest),
+            "pick_first" => Ok(LbPolicy::PickFirst { shuffle: false }),
             other => Err(format!(
-                "unknown load-balancing policy {other:?}: expected round_robin or least_request"
+                "unknown load-balancing policy {other:?}: expected round_robin, least_request or pick_first"
             )),
         }
     }
@@ -55,6 +62,7 @@ impl fmt::Display for LbPolicy {
         f.write_str(match self {
             LbPolicy::RoundRobin => "round_robin",
             LbPolicy::LeastRequest => "least_request",
+            LbPolicy::PickFirst { .. } => "pick_first",
         })
     }
 }
@@ -300,7 +308,10 @@ impl Balancer {
             health_service,
             make_channel: Box::new(make_channel),
             endpoints: RwLock::default(),
-            cursor: AtomicUsize::new(0),
+            cursor: AtomicUsize::new(match policy {
+                LbPolicy::PickFirst { shuffle: true } => fastrand::usize(..1 << 16),
+                _ => 0,
+            }),
             connection_lost: Arc::default(),
             changed: Arc::new(watch::Sender::new(())),
         }
@@ -402,6 +413,7 @@ impl Balancer {
             (_, LbPolicy::RoundRobin) => {
                 candidates[self.cursor.fetch_add(1, Ordering::Relaxed) % n]
             }
+            (_, LbPolicy::PickFirst { .. }) => candidates[self.cursor.load(Ordering::Relaxed) % n],
             (_, LbPolicy::LeastRequest) => {
                 let a = fastrand::usize(..n);
                 let b = (a + 1 + fastrand::usize(..n - 1)) % n;

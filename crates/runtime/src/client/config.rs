@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ClientMetrics;
+use super::service_config::ServiceConfig;
 use crate::client::balance::LbPolicy;
 
 /// Client behaviour. [`Default`] gives production defaults.
@@ -33,6 +34,9 @@ pub struct ClientConfig {
     pub etcd_tls: Option<crate::tls::ClientTls>,
     /// Where to record `grpc_client_*` and this channel's endpoint metrics; `None`: nowhere.
     pub metrics: Option<Arc<ClientMetrics>>,
+    /// The gRPC service config; where it sets a policy or a health service name, it wins over
+    /// `policy` and `health_service`. `None`: none.
+    pub service_config: Option<Arc<ServiceConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -49,6 +53,7 @@ impl Default for ClientConfig {
             tls: None,
             etcd_tls: None,
             metrics: None,
+            service_config: None,
         }
     }
 }

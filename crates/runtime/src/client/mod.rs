@@ -14,10 +14,12 @@ pub mod discovery;
 pub mod etcd;
 pub mod metrics;
 pub mod retry;
+pub mod service_config;
 mod target;
 
 pub use config::ClientConfig;
 pub use metrics::ClientMetrics;
+pub use service_config::{ServiceConfig, ServiceConfigError};
 pub use target::{ClientError, TARGET_FORMS, Target};
 
 use std::future::Future;
@@ -100,9 +102,15 @@ fn discovery(target: &Target, config: &ClientConfig) -> Result<Box<dyn Discover>
 pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, ClientError> {
     let discover = discovery(target, config)?;
     let factory_config = config.clone();
+    let from_config = config.service_config.as_deref();
     let balancer = Arc::new(Balancer::new(
-        config.policy,
-        config.health_service.clone(),
+        from_config
+            .and_then(|c| c.lb_policy)
+            .unwrap_or(config.policy),
+        match from_config.and_then(|c| c.health_service.clone()) {
+            Some(name) => Some(name),
+            None => config.health_service.clone(),
+        },
         move |authority| tonic_channel(authority, &factory_config),
     ));
     let (resolved_tx, resolved) = watch::channel(false);
@@ -148,6 +156,7 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
         idempotent: config.idempotent.clone(),
         connect_timeout: config.connect_timeout,
         metrics: config.metrics.clone(),
+        service_config: config.service_config.clone(),
         retries: AtomicU64::new(0),
         discovery,
         _stop: stop,
@@ -192,6 +201,8 @@ pub(crate) struct Shared {
     /// How long a call may wait for a reconnecting endpoint.
     connect_timeout: Duration,
     metrics: Option<Arc<ClientMetrics>>,
+    /// Per-method timeouts (and the rest of the service config).
+    service_config: Option<Arc<ServiceConfig>>,
     /// Attempts sent again on another endpoint.
     retries: AtomicU64,
     discovery: Arc<DiscoveryStats>,
