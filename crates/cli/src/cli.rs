@@ -533,9 +533,10 @@ pub(crate) struct BalancingArgs {
     #[arg(long, env = "CALCMESH_LB", default_value_t = LbPolicy::default())]
     pub(crate) lb: LbPolicy,
     /// A gRPC service config (gRFC A2): a JSON file, or the JSON itself if it starts with `{`.
-    /// Applied: loadBalancingConfig, healthCheckConfig.serviceName, and each methodConfig
-    /// timeout (the longest a call may take); retryPolicy, hedgingPolicy, retryThrottling and
-    /// waitForReady are validated but not applied yet. A bad config is refused with its JSON path.
+    /// Applied: loadBalancingConfig, healthCheckConfig.serviceName, and each methodConfig's
+    /// timeout (the longest a call may take) and waitForReady; retryPolicy, hedgingPolicy and
+    /// retryThrottling are validated but not applied yet. A bad config is refused with its JSON
+    /// path.
     #[arg(long, env = "CALCMESH_SERVICE_CONFIG", value_parser = service_config)]
     pub(crate) service_config: Option<Arc<ServiceConfig>>,
     /// How long to wait for a TCP connection.

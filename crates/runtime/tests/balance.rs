@@ -248,3 +248,46 @@ async fn a_method_timeout_from_the_service_config_bounds_calls_without_a_deadlin
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
     stop(instances).await;
 }
+
+#[tokio::test]
+async fn wait_for_ready_waits_for_a_server_that_starts_later() {
+    // A port with nothing on it yet (bound to learn a free one, then let go).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let connect = |json: &str| {
+        let config = ClientConfig {
+            service_config: Some(std::sync::Arc::new(
+                calcmesh_runtime::client::ServiceConfig::parse("test", json).unwrap(),
+            )),
+            ..ClientConfig::default()
+        };
+        calcmesh_runtime::connect(&Target::Static(vec![addr]), &config).unwrap()
+    };
+    let request = || {
+        let mut request = tonic::Request::new(add(1));
+        request.set_timeout(Duration::from_secs(10));
+        request
+    };
+    // Without waitForReady the call fails at once: nothing listens.
+    let mut plain = CalculatorClient::new(connect("{}"));
+    let status = plain.calculate(request()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+    // With it, the call waits for the endpoint, through the server's start.
+    let json = r#"{"methodConfig": [{"name": [{}], "waitForReady": true}]}"#;
+    let mut waiting = CalculatorClient::new(connect(json));
+    let mut call = tokio::spawn(async move { waiting.calculate(request()).await });
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut call).await;
+    assert!(
+        early.is_err(),
+        "the call waited instead of failing: {early:?}"
+    );
+    let server =
+        calcmesh_calculator::mesh_server(&ServerConfig::default(), CalculatorService::new());
+    let running = Running::start_on(server, addr);
+    let answer = call.await.unwrap().expect("answered once the server is up");
+    assert_eq!(answer.into_inner().result, 2.0);
+    running.stop().await;
+}

@@ -44,20 +44,29 @@ impl Shared {
 
     /// An endpoint for the next attempt. With none eligible but some reconnecting (gRPC's
     /// CONNECTING), waits for one — at most the connect timeout, and never past the deadline.
+    /// A `wait_for_ready` call waits for any endpoint to become eligible, until its deadline.
     async fn pick(
         &self,
         tried: &[Arc<Endpoint>],
         deadline: Option<Instant>,
+        wait_for_ready: bool,
     ) -> Option<Arc<Endpoint>> {
         let mut changes = self.balancer.subscribe();
-        let until = Instant::now() + self.connect_timeout;
-        let until = deadline.map_or(until, |d| d.min(until));
+        let until = match (wait_for_ready, deadline) {
+            (true, Some(deadline)) => deadline,
+            (true, None) => Instant::now() + Duration::from_secs(86_400),
+            (false, _) => {
+                let until = Instant::now() + self.connect_timeout;
+                deadline.map_or(until, |d| d.min(until))
+            }
+        };
         loop {
             changes.borrow_and_update();
             if let Some(endpoint) = self.balancer.pick(tried) {
                 return Some(endpoint);
             }
-            if self.balancer.counts().connecting == 0
+            let worth_waiting = wait_for_ready || self.balancer.counts().connecting > 0;
+            if !worth_waiting
                 || tokio::time::timeout_at(until, changes.changed())
                     .await
                     .is_err()
@@ -74,6 +83,10 @@ impl Shared {
     ) -> Result<http::Response<Body>, BoxError> {
         let deadline = self.deadline(&mut request);
         self.wait_for_discovery(deadline).await?;
+        let wait_for_ready = self
+            .service_config
+            .as_ref()
+            .is_some_and(|c| c.wait_for_ready(request.uri().path()));
         let idempotent = self
             .idempotent
             .iter()
@@ -83,7 +96,7 @@ impl Shared {
         self.budget.deposit();
         let mut tried = Vec::new();
         loop {
-            let Some(endpoint) = self.pick(&tried, deadline).await else {
+            let Some(endpoint) = self.pick(&tried, deadline, wait_for_ready).await else {
                 return Err(self.nowhere_to_go(deadline));
             };
             let Some(attempt_body) = body.replay() else {

@@ -4,10 +4,11 @@
 //!
 //! What a channel applies today: `loadBalancingConfig` (`round_robin`, `pick_first` with
 //! `shuffleAddressList`, `least_request_experimental` with `choiceCount` 2; the first entry calcmesh
-//! knows wins, as gRPC picks), `healthCheckConfig.serviceName`, and each method's `timeout` (the
-//! longest a call may take, whatever deadline the caller set). `retryPolicy`, `hedgingPolicy`,
-//! `retryThrottling`, `waitForReady` and the message-size fields are parsed and validated, so a
-//! config written for grpc-go is accepted as it is, but not applied yet.
+//! knows wins, as gRPC picks), `healthCheckConfig.serviceName`, each method's `timeout` (the
+//! longest a call may take, whatever deadline the caller set) and `waitForReady` (wait for an
+//! endpoint until the deadline instead of failing at once). `retryPolicy`, `hedgingPolicy`,
+//! `retryThrottling` and the message-size fields are parsed and validated, so a config written
+//! for grpc-go is accepted as it is, but not applied yet.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -222,9 +223,9 @@ impl ServiceConfig {
         })
     }
 
-    /// The `timeout` that applies to `path` (`/SERVICE/METHOD`): the exact method's entry,
-    /// else the service's, else the default one, as gRPC matches.
-    pub fn timeout(&self, path: &str) -> Option<Duration> {
+    /// The `methodConfig` entry for `path` (`/SERVICE/METHOD`): the exact method's, else the
+    /// service's, else the default one, as gRPC matches.
+    pub fn method(&self, path: &str) -> Option<&MethodConfig> {
         let (service, method) = path.trim_start_matches('/').split_once('/')?;
         let exact = |n: &(String, Option<String>)| n.0 == service && n.1.as_deref() == Some(method);
         let whole = |n: &(String, Option<String>)| n.0 == service && n.1.is_none();
@@ -232,7 +233,17 @@ impl ServiceConfig {
         [&exact as &dyn Fn(&_) -> bool, &whole, &default]
             .iter()
             .find_map(|matches| self.methods.iter().find(|m| m.names.iter().any(matches)))
-            .and_then(|m| m.timeout)
+    }
+
+    /// The `timeout` that applies to `path`.
+    pub fn timeout(&self, path: &str) -> Option<Duration> {
+        self.method(path).and_then(|m| m.timeout)
+    }
+
+    /// Whether calls to `path` wait for an endpoint that can take them (`waitForReady`) rather
+    /// than fail at once when none can.
+    pub fn wait_for_ready(&self, path: &str) -> bool {
+        self.method(path).and_then(|m| m.wait_for_ready) == Some(true)
     }
 }
 
