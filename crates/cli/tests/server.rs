@@ -264,14 +264,16 @@ async fn admin_endpoint_metrics_parse_and_readyz_fails_while_draining() {
     // A call in flight keeps the drain going; meanwhile /readyz says 503.
     let held = HeldCall::open(&grpc).await;
     server.terminate().await;
-    let started = std::time::Instant::now();
-    while !http_get(&admin, "/readyz").await.0.contains("503") {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "/readyz turns 503 while draining"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let admin_addr = admin.clone();
+    common::eventually(
+        "/readyz turns 503 while draining",
+        std::time::Duration::from_secs(5),
+        || {
+            let admin = admin_addr.clone();
+            async move { http_get(&admin, "/readyz").await.0.contains("503") }
+        },
+    )
+    .await;
     held.finish().await;
     let (status, _) = server.wait().await;
     assert!(status.success());

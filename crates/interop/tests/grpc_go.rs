@@ -6,7 +6,8 @@
 //!
 //! TLS uses the interop test certificates as grpc-go ships them (`testdata/` in its module:
 //! `server1.pem` for `*.test.google.fr`, signed by `ca.pem`), which its client trusts with
-//! `--use_test_ca`; the server name override is `foo.test.google.fr`. The Go binaries come from `./scripts/test`
+//! `--use_test_ca`; the server name override is `foo.test.google.fr`. Each server is ready when
+//! it says where it listens: calcmesh's on stdout, grpc-go's in its info log. The Go binaries come from `./scripts/test`
 //! (`go install google.golang.org/grpc/interop/{client,server}@v1.85.0` into
 //! `target/interop/go/bin`); missing, these tests fail and say how to get them.
 
@@ -59,7 +60,7 @@ struct Peer {
     port: u16,
 }
 
-/// `calcmesh-interop server`, ready once it printed `listening on ADDR`.
+/// `calcmesh-interop server`, ready once it printed `listening on ADDR` on stdout.
 async fn calcmesh_server(tls: bool) -> Peer {
     let mut command = Command::new(env!("CARGO_BIN_EXE_calcmesh-interop"));
     command.args(["server", "--port=0"]);
@@ -74,60 +75,53 @@ async fn calcmesh_server(tls: bool) -> Peer {
             testdata("server1.key").display()
         ));
     }
+    command.stdout(Stdio::piped());
     let mut child = command
-        .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start calcmesh-interop server");
     let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("calcmesh-interop server did not say where it listens within 30 s")
-        .expect("read its stdout")
-        .expect("it exited before listening");
-    let addr = line
-        .strip_prefix("listening on ")
-        .expect("a `listening on` line");
-    let port = addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port");
+    let port = announced_port(stdout, "listening on ").await;
     Peer { child, port }
 }
 
-/// grpc-go's `interop/server` on a free port. It prints nothing, so its port is read back from
-/// the kernel's socket table (`ss`) once it listens.
+/// grpc-go's `interop/server` on a free port. With grpc-go's log at info it says
+/// `interop server listening on [::]:PORT` on stderr once it has bound: its readiness signal.
 async fn go_server(tls: bool) -> Peer {
     let mut command = Command::new(go_binary("server"));
     command.args(["--port=0", &format!("--use_tls={tls}")]);
-    let child = command
-        .stdout(Stdio::null())
+    command.env("GRPC_GO_LOG_SEVERITY_LEVEL", "info");
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = command
         .kill_on_drop(true)
         .spawn()
         .expect("start grpc-go's interop server");
-    let pid = child.id().expect("a running child");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(port) = listening_port(pid).await {
-            return Peer { child, port };
-        }
-        assert!(Instant::now() < deadline, "grpc-go's server never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stderr = child.stderr.take().expect("piped stderr");
+    let port = announced_port(stderr, "interop server listening on ").await;
+    Peer { child, port }
 }
 
-/// The TCP port process `pid` listens on, if it does yet.
-async fn listening_port(pid: u32) -> Option<u16> {
-    let out = Command::new("ss").args(["-Hltnp"]).output().await.ok()?;
-    let needle = format!("pid={pid},");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.contains(&needle))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|local| local.rsplit(':').next())
-        .and_then(|port| port.parse().ok())
+/// Reads `output` until a line contains `announcement` followed by an address, and returns the
+/// address's port (30 s at most); keeps draining the rest so the process never blocks on it.
+async fn announced_port(
+    output: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    announcement: &str,
+) -> u16 {
+    let mut lines = BufReader::new(output).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no `{announcement}` line within 30 s"))
+            .expect("read the server's output")
+            .unwrap_or_else(|| panic!("the server exited before `{announcement}`"));
+        if let Some((_, addr)) = line.split_once(announcement) {
+            let port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+            break port.unwrap_or_else(|| panic!("no port in {line:?}"));
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    port
 }
 
 /// Runs `command` to the end (2 minutes at most) and fails the test with its output unless it
