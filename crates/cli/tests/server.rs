@@ -14,7 +14,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use calcmesh_testkit::http_get;
-use common::{ServerProcess, calcmesh};
+use common::{HeldCall, ServerProcess, calcmesh};
 
 #[tokio::test]
 async fn sigterm_drains_calls_in_flight_then_exits_zero() {
@@ -262,7 +262,7 @@ async fn admin_endpoint_metrics_parse_and_readyz_fails_while_draining() {
     assert!(http_get(&admin, "/readyz").await.0.contains("200"));
 
     // A call in flight keeps the drain going; meanwhile /readyz says 503.
-    let held = HeldCall::open(&grpc).await;
+    let held = HeldCall::open_plain(&grpc).await;
     server.terminate().await;
     let admin_addr = admin.clone();
     common::eventually(
@@ -322,35 +322,6 @@ async fn metric_families(text: &str) -> Vec<String> {
     let out = common::run(&python, &["-c", script], text).await;
     assert_eq!(out.code, Some(0), "{}\n{text}", out.stderr);
     out.stdout.split_whitespace().map(str::to_owned).collect()
-}
-
-/// A RunningSummary call held open (one number sent and answered): while it lasts, a draining
-/// server cannot finish.
-struct HeldCall {
-    numbers: tokio::sync::mpsc::Sender<Number>,
-    summaries: tonic::Streaming<calcmesh_proto::calculator::Summary>,
-}
-
-impl HeldCall {
-    async fn open(target: &str) -> Self {
-        let channel =
-            calcmesh_runtime::connect(&target.parse().unwrap(), &Default::default()).unwrap();
-        let (numbers, rx) = tokio::sync::mpsc::channel(4);
-        numbers.send(Number { value: 1.0 }).await.unwrap();
-        let mut summaries = CalculatorClient::new(channel)
-            .running_summary(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(summaries.message().await.unwrap().unwrap().count, 1);
-        Self { numbers, summaries }
-    }
-
-    /// Ends the call and reads the rest of its answers.
-    async fn finish(mut self) {
-        drop(self.numbers);
-        while self.summaries.message().await.unwrap().is_some() {}
-    }
 }
 
 /// Every JSON log line of a finished server process.
@@ -521,7 +492,7 @@ async fn a_plaintext_health_port_reports_serving_then_the_drain() {
         watch.message().await.unwrap().unwrap().status(),
         ServingStatus::Serving
     );
-    let held = HeldCall::open(&grpc).await;
+    let held = HeldCall::open_plain(&grpc).await;
     server.terminate().await;
     let next = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
         .await

@@ -11,12 +11,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use calcmesh_proto::calculator::Number;
-use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+use calcmesh_runtime::ClientConfig;
 use calcmesh_runtime::tls::ClientTls;
-use calcmesh_runtime::{ClientConfig, Target};
-use common::{Output, ServerProcess, calcmesh, root, run};
-use tokio_stream::wrappers::ReceiverStream;
+use common::{HeldCall, Output, ServerProcess, calcmesh, root, run};
 
 /// A Go tool installed by `./scripts/test`.
 fn tool(name: &str, module: &str) -> String {
@@ -172,28 +169,17 @@ async fn grpcurl_lists_describes_and_calls_over_mutual_tls() {
     assert_ne!(out.code, Some(0), "no client certificate: {}", out.stdout);
 }
 
-/// A RunningSummary call held open over mutual TLS, as admin: it keeps a drain going.
-async fn held_call(dir: &Path, addr: &str) -> tokio::sync::mpsc::Sender<Number> {
+/// The admin's client config: mutual TLS with the certificates in `dir`.
+fn as_admin(dir: &Path) -> ClientConfig {
     let tls = ClientTls::load(
         &dir.join("ca.pem"),
         Some((&dir.join("admin.pem"), &dir.join("admin.key"))),
     )
     .unwrap();
-    let config = ClientConfig {
+    ClientConfig {
         tls: Some(tls),
         ..ClientConfig::default()
-    };
-    let channel = calcmesh_runtime::connect(&addr.parse::<Target>().unwrap(), &config).unwrap();
-    let (numbers, rx) = tokio::sync::mpsc::channel(4);
-    numbers.send(Number { value: 1.0 }).await.unwrap();
-    let mut summaries = CalculatorClient::new(channel)
-        .running_summary(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(summaries.message().await.unwrap().unwrap().count, 1);
-    tokio::spawn(async move { while let Ok(Some(_)) = summaries.message().await {} });
-    numbers
+    }
 }
 
 #[tokio::test]
@@ -223,7 +209,7 @@ async fn grpc_health_probe_sees_serving_then_the_drain() {
     assert!(out.stderr.contains("status: SERVING"), "{}", out.stderr);
 
     // A call in flight keeps the drain going: meanwhile the probe sees NOT_SERVING (exit 4).
-    let held = held_call(&dir, &grpc).await;
+    let held = HeldCall::open(&grpc, &as_admin(&dir)).await;
     server.terminate().await;
     let addr = format!("-addr={health}");
     common::eventually(
@@ -235,7 +221,7 @@ async fn grpc_health_probe_sees_serving_then_the_drain() {
         },
     )
     .await;
-    drop(held);
+    held.finish().await;
     let (status, stderr) = server.wait().await;
     assert!(status.success(), "{stderr}");
 }

@@ -483,3 +483,38 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A RunningSummary call held open: a call in flight, which keeps a drain going until
+/// [`finish`](Self::finish).
+pub struct HeldCall {
+    numbers: tokio::sync::mpsc::Sender<calcmesh_proto::calculator::Number>,
+    summaries: tonic::Streaming<calcmesh_proto::calculator::Summary>,
+}
+
+impl HeldCall {
+    /// Opens the call in plaintext to `target`.
+    pub async fn open_plain(target: &str) -> Self {
+        Self::open(target, &calcmesh_runtime::ClientConfig::default()).await
+    }
+
+    /// Opens the call to `target` with `config` (TLS, say), once it has answered one number.
+    pub async fn open(target: &str, config: &calcmesh_runtime::ClientConfig) -> Self {
+        use calcmesh_proto::calculator::Number;
+        let channel = calcmesh_runtime::connect(&target.parse().unwrap(), config).unwrap();
+        let (numbers, rx) = tokio::sync::mpsc::channel(4);
+        numbers.send(Number { value: 1.0 }).await.unwrap();
+        let mut summaries = CalculatorClient::new(channel)
+            .running_summary(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(summaries.message().await.unwrap().unwrap().count, 1);
+        Self { numbers, summaries }
+    }
+
+    /// Ends the call and reads the rest of its answers.
+    pub async fn finish(mut self) {
+        drop(self.numbers);
+        while self.summaries.message().await.unwrap().is_some() {}
+    }
+}
