@@ -439,6 +439,14 @@ pub(crate) struct ServerArgs {
     /// After --max-connection-age, how long calls on the old connection may take.
     #[arg(long, env = "CALCMESH_MAX_CONNECTION_AGE_GRACE", default_value_t = ServerConfig::default().max_connection_age_grace.into())]
     pub(crate) max_connection_age_grace: humantime::Duration,
+    /// Inject a fault, for drills (repeatable; off unless given): a share of calls fail with a
+    /// status or wait first. KEY=VALUE pairs: method=/SERVICE/METHOD or /SERVICE/ (default: every
+    /// method but health and reflection), status=CODE (e.g. UNAVAILABLE), delay=DURATION (e.g.
+    /// 200ms), ratio=0..1 (default 1), pushback=MS (sent as grpc-retry-pushback-ms with status;
+    /// negative: do not retry). E.g. 'method=/calculator.Calculator/Calculate,status=UNAVAILABLE,ratio=0.3'
+    /// or 'delay=200ms,ratio=0.1'. Each hit is counted on /metrics (calcmesh_faults_injected_total).
+    #[arg(long)]
+    pub(crate) fault: Vec<calcmesh_runtime::server::fault::Fault>,
 }
 
 impl ServerArgs {
@@ -494,6 +502,7 @@ impl ServerArgs {
             max_connection_age: self.max_connection_age.map(Into::into),
             max_connection_age_grace: self.max_connection_age_grace.into(),
             handshake_timeout: self.handshake_timeout.into(),
+            faults: self.fault.clone().into(),
             ..ServerConfig::default()
         })
     }
@@ -533,16 +542,21 @@ pub(crate) struct BalancingArgs {
     #[arg(long, env = "CALCMESH_LB", default_value_t = LbPolicy::default())]
     pub(crate) lb: LbPolicy,
     /// A gRPC service config (gRFC A2): a JSON file, or the JSON itself if it starts with `{`.
-    /// Applied: loadBalancingConfig, healthCheckConfig.serviceName, and each methodConfig's
-    /// timeout (the longest a call may take) and waitForReady; retryPolicy, hedgingPolicy and
-    /// retryThrottling are validated but not applied yet. A bad config is refused with its JSON
-    /// path.
+    /// Applied as every gRPC stack applies it: loadBalancingConfig, healthCheckConfig.serviceName,
+    /// retryThrottling, and each methodConfig's timeout (the longest a call may take),
+    /// waitForReady, retryPolicy and hedgingPolicy (gRFC A6: trailers-only failures retried with
+    /// backoff, grpc-retry-pushback-ms obeyed, grpc-previous-rpc-attempts sent). A bad config is
+    /// refused with its JSON path. The flags are shorthands: --lb is loadBalancingConfig,
+    /// --max-attempts bounds the retries of calls that failed before any response when the method
+    /// has no retryPolicy.
     #[arg(long, env = "CALCMESH_SERVICE_CONFIG", value_parser = service_config)]
     pub(crate) service_config: Option<Arc<ServiceConfig>>,
     /// How long to wait for a TCP connection.
     #[arg(long, env = "CALCMESH_CONNECT_TIMEOUT", default_value_t = ClientConfig::default().connect_timeout.into())]
     pub(crate) connect_timeout: humantime::Duration,
-    /// Attempts per call, the first included, for calls that fail before any response.
+    /// Attempts per call, the first included, for calls that fail before any response (a
+    /// broken or refused connection). A method with a service-config retryPolicy follows its
+    /// maxAttempts instead.
     #[arg(long, env = "CALCMESH_MAX_ATTEMPTS", default_value_t = ClientConfig::default().max_attempts)]
     pub(crate) max_attempts: usize,
     /// How often dns: targets are resolved again.

@@ -9,6 +9,7 @@
 //!   - [`server::health`]: `grpc.health.v1` whose Watch streams end when the server drains.
 //!   - [`server::limits`]: the max-message-size layer that answers RESOURCE_EXHAUSTED.
 //!   - [`server::authz`]: per-method authorization of the caller's identity.
+//!   - [`server::fault`]: `--fault` injection for drills (a share of calls fail or wait).
 //! - [`client`]: [`Target`] parsing and [`connect`], the one way to get a channel ([`MeshChannel`]).
 //!   - [`client::discovery`]: where endpoints come from — static lists, DNS, etcd — as changes.
 //!   - `client::etcd` (feature `etcd`): etcd discovery and registration, in grpc-go's layout.
@@ -18,7 +19,7 @@
 //! - [`telemetry`]: go-grpc-prometheus metrics and each call's span ([`telemetry::metrics`]), W3C
 //!   `traceparent` across services ([`telemetry::trace`]).
 //! - [`admin`]: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) over servers and clients.
-//! - Shared: [`compression`] (gzip, zstd, identity; servers answer in kind), [`deadline`] (the
+//! - Shared: [`codes`] (status codes by their spec names), [`compression`] (gzip, zstd, identity; servers answer in kind), [`deadline`] (the
 //!   caller's deadline, passed downstream), [`error`] (the error-chain
 //!   walker), [`shutdown`] (SIGINT/SIGTERM), `backoff`, [`framing`] (gRPC message boundaries), `sync`.
 //!
@@ -27,6 +28,7 @@
 pub mod admin;
 mod backoff;
 pub mod client;
+pub mod codes;
 pub mod compression;
 pub mod deadline;
 pub mod error;

@@ -95,14 +95,19 @@ impl Running {
     }
 }
 
-/// A tonic service wrapped for tests: each call can be delayed (a slow instance) and the
-/// [`PeerInfo`] it carries recorded (what a handler sees).
+/// A tonic service wrapped for tests: each call can be delayed (a slow instance), the first
+/// calls failed, and the [`PeerInfo`] or a header it carries recorded (what a handler sees).
 #[derive(Debug, Clone)]
 pub struct Intercept<S> {
     inner: S,
     delay: Option<std::time::Duration>,
     peers: Option<Arc<std::sync::Mutex<Vec<PeerInfo>>>>,
+    header: Option<(&'static str, Recorded)>,
+    fail_first: Option<(Arc<std::sync::atomic::AtomicUsize>, tonic::Code)>,
 }
+
+/// Each call's value of a header, in order (`None`: the call had none).
+pub type Recorded = Arc<std::sync::Mutex<Vec<Option<String>>>>;
 
 impl<S> Intercept<S> {
     /// `inner`, unchanged so far.
@@ -111,7 +116,21 @@ impl<S> Intercept<S> {
             inner,
             delay: None,
             peers: None,
+            header: None,
+            fail_first: None,
         }
+    }
+
+    /// Fails the first `n` calls with `code` (a trailers-only answer, as a handler's error is).
+    pub fn fail_first(mut self, n: usize, code: tonic::Code) -> Self {
+        self.fail_first = Some((Arc::new(n.into()), code));
+        self
+    }
+
+    /// Appends each call's value of header `name` to `into`.
+    pub fn record_header(mut self, name: &'static str, into: Recorded) -> Self {
+        self.header = Some((name, into));
+        self
     }
 
     /// Answers every call `delay` later.
@@ -130,6 +149,8 @@ impl<S> Intercept<S> {
 impl<S: NamedService> NamedService for Intercept<S> {
     const NAME: &'static str = S::NAME;
 }
+
+use std::sync::atomic::Ordering::Relaxed;
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
@@ -161,6 +182,18 @@ where
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(peer.clone());
+        }
+        if let Some((name, into)) = &self.header {
+            let value = request.headers().get(*name);
+            let value = value.and_then(|v| v.to_str().ok()).map(str::to_owned);
+            into.lock().unwrap_or_else(|p| p.into_inner()).push(value);
+        }
+        if let Some((left, code)) = &self.fail_first {
+            let take = |n: usize| n.checked_sub(1);
+            if left.fetch_update(Relaxed, Relaxed, take).is_ok() {
+                let status = tonic::Status::new(*code, "failed by the test");
+                return Box::pin(std::future::ready(Ok(status.into_http())));
+            }
         }
         let (mut inner, delay) = (self.inner.clone(), self.delay);
         Box::pin(async move {

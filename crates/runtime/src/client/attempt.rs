@@ -16,8 +16,17 @@ use tower::retry::budget::Budget;
 
 use super::Shared;
 use crate::client::balance::{Endpoint, Outstanding};
-use crate::client::retry::{ReplayBody, never_reached_server, unreachable};
+use crate::client::retry::{Pushback, ReplayBody, Retries, never_reached_server, unreachable};
+use crate::client::throttle::Throttle;
 use crate::error::BoxError;
+
+/// One call, as every attempt of it sends it.
+pub(super) struct Call {
+    pub(super) parts: http::request::Parts,
+    pub(super) body: ReplayBody,
+    pub(super) deadline: Option<Instant>,
+    pub(super) wait_for_ready: bool,
+}
 
 /// tonic reports its own expired deadline as a `TimeoutExpired` error (which becomes CANCELLED);
 /// gRPC says DEADLINE_EXCEEDED.
@@ -25,7 +34,7 @@ fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     crate::error::is_caused_by::<tonic::TimeoutExpired>(err)
 }
 
-fn deadline_exceeded() -> BoxError {
+pub(super) fn deadline_exceeded() -> BoxError {
     Box::new(Status::deadline_exceeded(
         "deadline exceeded before the server answered",
     ))
@@ -76,63 +85,184 @@ impl Shared {
         }
     }
 
-    /// Sends `request`, on another endpoint again after a failure when that is safe.
+    /// Sends `request`, again (on another endpoint where there is one) after a failure when
+    /// that is safe or the method's retry policy says so; as hedged copies under a hedging
+    /// policy.
     pub(super) async fn call(
         self: Arc<Self>,
         mut request: http::Request<Body>,
     ) -> Result<http::Response<Body>, BoxError> {
         let deadline = self.deadline(&mut request);
         self.wait_for_discovery(deadline).await?;
-        let wait_for_ready = self
-            .service_config
-            .as_ref()
-            .is_some_and(|c| c.wait_for_ready(request.uri().path()));
-        let idempotent = self
-            .idempotent
-            .iter()
-            .any(|p| request.uri().path().starts_with(p.as_str()));
+        let path = request.uri().path().to_owned();
+        let method = self.service_config.as_ref().and_then(|c| c.method(&path));
         let (parts, body) = request.into_parts();
-        let body = ReplayBody::new(body);
+        let call = Call {
+            parts,
+            body: ReplayBody::new(body),
+            deadline,
+            wait_for_ready: method.and_then(|m| m.wait_for_ready) == Some(true),
+        };
+        if let Some(policy) = method.and_then(|m| m.hedging.clone()) {
+            return self.hedged(call, policy).await;
+        }
+        let idempotent = self.idempotent.iter().any(|p| path.starts_with(p.as_str()));
+        let retries = method.and_then(|m| m.retry.clone()).map(Retries::new);
         self.budget.deposit();
+        self.retried(call, retries, idempotent).await
+    }
+
+    /// The attempts of one call, one after another.
+    async fn retried(
+        &self,
+        call: Call,
+        mut retries: Option<Retries>,
+        idempotent: bool,
+    ) -> Result<http::Response<Body>, BoxError> {
         let mut tried = Vec::new();
         loop {
-            let Some(endpoint) = self.pick(&tried, deadline, wait_for_ready).await else {
-                return Err(self.nowhere_to_go(deadline));
+            let endpoint = self.endpoint_for(&call, &tried).await?;
+            let (result, outstanding) = self.attempt(&call, endpoint.clone(), tried.len()).await?;
+            tried.push(endpoint);
+            let (code, pushback) = match &result {
+                Ok(response) => match trailers_only_code(response) {
+                    Some(code) if code != tonic::Code::Ok => {
+                        (code, Pushback::of(response.headers()))
+                    }
+                    _ => return self.final_answer(result, &tried, call.deadline, outstanding),
+                },
+                Err(err) => {
+                    if let Some(err) = self.broken(err, &call, &tried, idempotent, &retries) {
+                        return Err(err);
+                    }
+                    if never_reached_server(err.as_ref()) || retries.is_none() {
+                        self.count_retry(&tried, err);
+                        continue;
+                    }
+                    (tonic::Code::Unavailable, Pushback::None)
+                }
             };
-            let Some(attempt_body) = body.replay() else {
-                return Err(Box::new(Status::unavailable("request too large to retry")));
-            };
-            let attempt = attempt_request(&parts, attempt_body)?;
-            let outstanding = endpoint.start_call();
-            let mut channel = endpoint.channel.clone();
-            let result = match tower::ServiceExt::ready(&mut channel).await {
-                Ok(channel) => tower_service::Service::call(channel, attempt).await,
-                Err(err) => Err(err),
-            };
-            let err = match result {
-                Ok(response) => return Ok(answered(response, deadline, outstanding)),
-                Err(err) => err,
+            let wait = retries
+                .as_mut()
+                .and_then(|r| self.retry_wait(r, code, pushback, &call));
+            let Some(wait) = wait else {
+                return self.final_answer(result, &tried, call.deadline, outstanding);
             };
             drop(outstanding);
-            // Past the deadline, the call failed because of it, however the server ended the
-            // stream (grpc-go resets it with CANCEL): gRPC says DEADLINE_EXCEEDED.
-            if is_timeout(&err) || deadline.is_some_and(|d| Instant::now() >= d) {
+            if !sleep_within(wait, call.deadline).await {
                 return Err(deadline_exceeded());
             }
-            let unseen = never_reached_server(&err);
-            if unreachable(&err) {
-                endpoint.set_down(crate::error::display_chain(&err));
-            }
-            tried.push(endpoint);
-            let retryable = (idempotent || unseen)
-                && tried.len() < self.max_attempts
-                && body.replay().is_some()
-                && deadline.is_none_or(|d| Instant::now() < d);
-            if !retryable || !self.budget.withdraw() {
-                return Err(gave_up(&tried, &err));
-            }
             self.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(target = %self.target, attempt = tried.len(), %err, "retrying on another endpoint");
+            tracing::debug!(target = %self.target, attempt = tried.len() + 1, ?code, ?wait, "retrying, as the retry policy says");
+        }
+    }
+
+    /// An endpoint for the next attempt, or the error that ends the call.
+    pub(super) async fn endpoint_for(
+        &self,
+        call: &Call,
+        tried: &[Arc<Endpoint>],
+    ) -> Result<Arc<Endpoint>, BoxError> {
+        match self.pick(tried, call.deadline, call.wait_for_ready).await {
+            Some(endpoint) => Ok(endpoint),
+            None => Err(self.nowhere_to_go(call.deadline)),
+        }
+    }
+
+    /// Sends one attempt to `endpoint`; `previous` attempts went before it (sent to the server
+    /// as `grpc-previous-rpc-attempts`). The outer error ends the call (the body can no longer
+    /// be replayed); the inner one is the attempt's.
+    pub(super) async fn attempt(
+        &self,
+        call: &Call,
+        endpoint: Arc<Endpoint>,
+        previous: usize,
+    ) -> Result<(Result<http::Response<Body>, BoxError>, Outstanding), BoxError> {
+        let Some(body) = call.body.replay() else {
+            return Err(Box::new(Status::unavailable("request too large to retry")));
+        };
+        let request = attempt_request(&call.parts, body, previous)?;
+        let outstanding = endpoint.start_call();
+        let mut channel = endpoint.channel.clone();
+        let result = match tower::ServiceExt::ready(&mut channel).await {
+            Ok(channel) => tower_service::Service::call(channel, request).await,
+            Err(err) => Err(err),
+        };
+        Ok((result.map_err(BoxError::from), outstanding))
+    }
+
+    /// After an attempt's transport error: the error that ends the call, or `None` when it may
+    /// be tried again (the server never saw it, or the method is idempotent, or a retry policy
+    /// decides).
+    fn broken(
+        &self,
+        err: &BoxError,
+        call: &Call,
+        tried: &[Arc<Endpoint>],
+        idempotent: bool,
+        retries: &Option<Retries>,
+    ) -> Option<BoxError> {
+        // Past the deadline, the call failed because of it, however the server ended the
+        // stream (grpc-go resets it with CANCEL): gRPC says DEADLINE_EXCEEDED.
+        if is_timeout(err.as_ref()) || call.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Some(deadline_exceeded());
+        }
+        let endpoint = &tried[tried.len() - 1];
+        if unreachable(err.as_ref()) {
+            endpoint.set_down(crate::error::display_chain(err.as_ref()));
+        }
+        let unseen = never_reached_server(err.as_ref());
+        let by_policy = retries
+            .as_ref()
+            .is_some_and(|r| r.retryable(tonic::Code::Unavailable));
+        let retryable = (unseen && tried.len() < self.max_attempts)
+            || (retries.is_none() && idempotent && tried.len() < self.max_attempts)
+            || by_policy;
+        let budget_left = retries.is_some() && !unseen || self.budget.withdraw();
+        (!retryable || call.body.replay().is_none() || !budget_left)
+            .then(|| gave_up(tried, err.as_ref()))
+    }
+
+    /// How long to wait before retrying after a failure with `code`, or `None` for no retry.
+    fn retry_wait(
+        &self,
+        retries: &mut Retries,
+        code: tonic::Code,
+        pushback: Pushback,
+        call: &Call,
+    ) -> Option<Duration> {
+        if !retries.retryable(code) {
+            return None;
+        }
+        let throttled = self.throttle.as_ref().is_some_and(|t| !t.failed());
+        if throttled || call.body.replay().is_none() {
+            return None;
+        }
+        retries.next_wait(pushback)
+    }
+
+    /// Counts a transparent (or budgeted) retry and says so.
+    fn count_retry(&self, tried: &[Arc<Endpoint>], err: &BoxError) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(target = %self.target, attempt = tried.len() + 1, %err, "retrying on another endpoint");
+    }
+
+    /// The answer of a call no longer tried again: its last attempt's.
+    pub(super) fn final_answer(
+        &self,
+        result: Result<http::Response<Body>, BoxError>,
+        tried: &[Arc<Endpoint>],
+        deadline: Option<Instant>,
+        outstanding: Outstanding,
+    ) -> Result<http::Response<Body>, BoxError> {
+        match result {
+            Ok(response) => Ok(answered(
+                response,
+                deadline,
+                outstanding,
+                self.throttle.clone(),
+            )),
+            Err(err) => Err(gave_up(tried, err.as_ref())),
         }
     }
 
@@ -177,7 +307,7 @@ impl Shared {
     }
 
     /// DEADLINE_EXCEEDED once the deadline has passed, UNAVAILABLE with the reason otherwise.
-    fn nowhere_to_go(&self, deadline: Option<Instant>) -> BoxError {
+    pub(super) fn nowhere_to_go(&self, deadline: Option<Instant>) -> BoxError {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             deadline_exceeded()
         } else {
@@ -186,10 +316,12 @@ impl Shared {
     }
 }
 
-/// A copy of the call's request for one attempt, with the replayed body.
+/// A copy of the call's request for one attempt, with the replayed body; after `previous`
+/// attempts, it says so in `grpc-previous-rpc-attempts` (gRFC A6).
 fn attempt_request<B: HttpBody<Data = bytes::Bytes> + Send + 'static>(
     parts: &http::request::Parts,
     body: B,
+    previous: usize,
 ) -> Result<http::Request<Body>, BoxError>
 where
     B::Error: Into<BoxError>,
@@ -200,24 +332,58 @@ where
         .version(parts.version);
     if let Some(headers) = builder.headers_mut() {
         *headers = parts.headers.clone();
+        if previous > 0 {
+            headers.insert(
+                "grpc-previous-rpc-attempts",
+                http::HeaderValue::from(previous),
+            );
+        }
     }
     builder
         .body(Body::new(body))
         .map_err(|e| Box::new(e) as BoxError)
 }
 
+/// The status of a trailers-only answer (`grpc-status` among the response headers): a call that
+/// failed before the server sent any headers of its own. `None`: the call is committed.
+pub(super) fn trailers_only_code(response: &http::Response<Body>) -> Option<tonic::Code> {
+    let status = response.headers().get("grpc-status")?;
+    let code: i32 = status.to_str().ok()?.parse().ok()?;
+    Some(tonic::Code::from(code))
+}
+
+/// Waits `wait`, unless the deadline comes first: then waits for it and says `false`.
+pub(super) async fn sleep_within(wait: Duration, deadline: Option<Instant>) -> bool {
+    let wake = Instant::now() + wait;
+    match deadline {
+        Some(deadline) if deadline < wake => {
+            tokio::time::sleep_until(deadline).await;
+            false
+        }
+        _ => {
+            tokio::time::sleep_until(wake).await;
+            true
+        }
+    }
+}
+
 /// The response of a call that reached a server: its body keeps the call outstanding until it
-/// ends. A tonic server whose copy of our deadline fired first answers CANCELLED "Timeout
-/// expired"; once our deadline has passed, that is DEADLINE_EXCEEDED.
+/// ends, and tells `throttle` when the call succeeded. A tonic server whose copy of our deadline
+/// fired first answers CANCELLED "Timeout expired"; once our deadline has passed, that is
+/// DEADLINE_EXCEEDED.
 fn answered(
     mut response: http::Response<Body>,
     deadline: Option<Instant>,
     outstanding: Outstanding,
+    throttle: Option<Arc<Throttle>>,
 ) -> http::Response<Body> {
-    let cancelled = response
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|s| s == "1");
+    let code = trailers_only_code(&response);
+    if code == Some(tonic::Code::Ok)
+        && let Some(throttle) = &throttle
+    {
+        throttle.succeeded();
+    }
+    let cancelled = code == Some(tonic::Code::Cancelled);
     if cancelled && deadline.is_some_and(|d| Instant::now() >= d) {
         let headers = response.headers_mut();
         headers.insert("grpc-status", http::HeaderValue::from_static("4"));
@@ -226,10 +392,13 @@ fn answered(
             http::HeaderValue::from_static("deadline exceeded"),
         );
     }
+    // A committed call counts as a success when its trailers say OK.
+    let throttle = throttle.filter(|_| code.is_none());
     response.map(|body| {
         Body::new(OutstandingBody {
             inner: body,
             deadline,
+            throttle,
             _outstanding: outstanding,
         })
     })
@@ -237,7 +406,10 @@ fn answered(
 
 /// The error of a call that will not be tried again: a transport failure is UNAVAILABLE in
 /// gRPC's terms (tonic would say UNKNOWN for a reset connection), naming the endpoints tried.
-fn gave_up(tried: &[Arc<Endpoint>], err: &(dyn std::error::Error + 'static)) -> BoxError {
+pub(super) fn gave_up(
+    tried: &[Arc<Endpoint>],
+    err: &(dyn std::error::Error + 'static),
+) -> BoxError {
     let endpoint = &tried[tried.len() - 1].authority;
     let cause = crate::error::display_chain(err);
     let attempts = match tried.len() {
@@ -267,6 +439,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         deadline: Option<Instant>,
+        throttle: Option<Arc<Throttle>>,
         _outstanding: Outstanding,
     }
 }
@@ -290,6 +463,15 @@ impl HttpBody for OutstandingBody {
                 if status.code() == tonic::Code::Unknown && transport_failure(&status) =>
             {
                 Poll::Ready(Some(Err(Status::unavailable(status.message().to_owned()))))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(throttle), Some(trailers)) =
+                    (this.throttle.as_ref(), frame.trailers_ref())
+                    && trailers.get("grpc-status").is_some_and(|s| s == "0")
+                {
+                    throttle.succeeded();
+                }
+                Poll::Ready(Some(Ok(frame)))
             }
             other => other,
         }

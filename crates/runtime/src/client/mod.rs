@@ -12,10 +12,12 @@ mod config;
 pub mod discovery;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+mod hedge;
 pub mod metrics;
 pub mod retry;
 pub mod service_config;
 mod target;
+mod throttle;
 
 pub use config::ClientConfig;
 pub use metrics::ClientMetrics;
@@ -157,6 +159,9 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
         connect_timeout: config.connect_timeout,
         metrics: config.metrics.clone(),
         service_config: config.service_config.clone(),
+        throttle: from_config
+            .and_then(|c| c.retry_throttling)
+            .map(|t| Arc::new(throttle::Throttle::new(t))),
         retries: AtomicU64::new(0),
         discovery,
         _stop: stop,
@@ -203,6 +208,8 @@ pub(crate) struct Shared {
     metrics: Option<Arc<ClientMetrics>>,
     /// Per-method timeouts (and the rest of the service config).
     service_config: Option<Arc<ServiceConfig>>,
+    /// `retryThrottling`'s tokens, when the service config sets it.
+    throttle: Option<Arc<throttle::Throttle>>,
     /// Attempts sent again on another endpoint.
     retries: AtomicU64,
     discovery: Arc<DiscoveryStats>,

@@ -1,23 +1,102 @@
 //! What makes a failed call safe to send again, and a request body that can be sent again.
 //!
-//! A call is retried only when it failed *before any response* (a transport error: refused
-//! connection, reset, refused stream) and either its method is idempotent, or the failure proves
-//! the server never saw it (the connection was refused). The request body is recorded while it
-//! is sent, up to [`REPLAY_LIMIT`] bytes, so a retry can resend it — including the messages a
-//! client stream had already sent; a larger body makes the call final. A retry budget
-//! (`tower::retry::budget`) keeps retries a small share of traffic, so a dead mesh is not
-//! hammered.
+//! Without a service-config `retryPolicy`, a call is retried only when it failed *before any
+//! response* (a transport error: refused connection, reset, refused stream) and either its
+//! method is idempotent, or the failure proves the server never saw it (the connection was
+//! refused). A retry budget (`tower::retry::budget`) keeps those retries a small share of
+//! traffic, so a dead mesh is not hammered.
+//!
+//! With a `retryPolicy` (gRFC A6), [`Retries`] decides: an attempt that failed with a retryable
+//! status before any response headers (a trailers-only answer, or a broken stream, which is
+//! UNAVAILABLE) is tried again after a random backoff, up to `maxAttempts`, unless the server's
+//! `grpc-retry-pushback-ms` ([`Pushback`]) says otherwise or `retryThrottling` has run out.
+//!
+//! Either way the request body is recorded while it is sent, up to [`REPLAY_LIMIT`] bytes, so a
+//! retry can resend it — including the messages a client stream had already sent; a larger body
+//! makes the call final (committed, in A6's words).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame};
 use tonic::Status;
 use tonic::body::Body;
 
+use crate::client::service_config::RetryPolicy;
 use crate::error::chain;
+
+/// What a failed attempt's `grpc-retry-pushback-ms` asks for (gRFC A6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushback {
+    /// No pushback: the policy's backoff decides.
+    None,
+    /// Negative or unreadable: do not try again.
+    Stop,
+    /// Try again after exactly this long.
+    After(Duration),
+}
+
+impl Pushback {
+    /// The pushback among `headers` (a trailers-only answer's, or trailers).
+    pub(crate) fn of(headers: &http::HeaderMap) -> Self {
+        let Some(value) = headers.get("grpc-retry-pushback-ms") else {
+            return Pushback::None;
+        };
+        match value.to_str().ok().and_then(|v| v.parse::<i32>().ok()) {
+            Some(ms) if ms >= 0 => Pushback::After(Duration::from_millis(ms as u64)),
+            _ => Pushback::Stop,
+        }
+    }
+}
+
+/// One call's retries under a `retryPolicy`: attempts so far, and how long the next backoff
+/// may be.
+#[derive(Debug)]
+pub(crate) struct Retries {
+    policy: RetryPolicy,
+    attempts: u32,
+    backoff: Duration,
+}
+
+impl Retries {
+    pub(crate) fn new(policy: RetryPolicy) -> Self {
+        let backoff = policy.initial_backoff;
+        Self {
+            policy,
+            attempts: 1,
+            backoff,
+        }
+    }
+
+    /// Whether the policy retries `code` at all (such a failure counts against throttling).
+    pub(crate) fn retryable(&self, code: tonic::Code) -> bool {
+        self.policy.retryable_codes.contains(&code)
+    }
+
+    /// After an attempt failed with a retryable code: how long to wait before the next, or
+    /// `None` when no attempt is left or the server pushed back for good. A6: the n-th retry
+    /// waits random(0, min(initialBackoff × multiplier^(n-1), maxBackoff)); a pushback's wait is
+    /// exact, and the backoff starts again from initialBackoff after it.
+    pub(crate) fn next_wait(&mut self, pushback: Pushback) -> Option<Duration> {
+        if self.attempts >= self.policy.max_attempts || pushback == Pushback::Stop {
+            return None;
+        }
+        self.attempts += 1;
+        if let Pushback::After(wait) = pushback {
+            self.backoff = self.policy.initial_backoff;
+            return Some(wait);
+        }
+        let wait = self.backoff.mul_f64(fastrand::f64());
+        self.backoff = self
+            .backoff
+            .mul_f64(self.policy.backoff_multiplier)
+            .min(self.policy.max_backoff);
+        Some(wait)
+    }
+}
 
 /// Bytes of request body kept for a retry; a larger request is not retried.
 pub const REPLAY_LIMIT: usize = 64 * 1024;
@@ -29,6 +108,8 @@ struct Source {
     recorded_len: usize,
     overflowed: bool,
     ended: bool,
+    /// Readers waiting on `inner` beside the one that polled it last (hedged copies).
+    waiting: Vec<Waker>,
 }
 
 /// A request body that records what it sends so that it can be sent again.
@@ -49,6 +130,7 @@ impl ReplayBody {
                 recorded_len: 0,
                 overflowed: false,
                 ended: false,
+                waiting: Vec::new(),
             })),
             position: 0,
             past_record: false,
@@ -97,7 +179,14 @@ impl HttpBody for ReplayBody {
         if source.ended {
             return Poll::Ready(None);
         }
-        let frame = std::task::ready!(Pin::new(&mut source.inner).poll_frame(cx));
+        let Poll::Ready(frame) = Pin::new(&mut source.inner).poll_frame(cx) else {
+            // Several copies of a hedged call read one body: each must hear when it moves.
+            if !source.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                source.waiting.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        };
+        source.waiting.drain(..).for_each(Waker::wake);
         match &frame {
             Some(Ok(f)) => {
                 if let Some(data) = f.data_ref()

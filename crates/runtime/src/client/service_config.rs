@@ -2,13 +2,14 @@
 //! [`ServiceConfig`], validated as gRFC A2 and A6 say, with errors that name the source, the JSON
 //! path and what was expected.
 //!
-//! What a channel applies today: `loadBalancingConfig` (`round_robin`, `pick_first` with
+//! What a channel applies: `loadBalancingConfig` (`round_robin`, `pick_first` with
 //! `shuffleAddressList`, `least_request_experimental` with `choiceCount` 2; the first entry calcmesh
-//! knows wins, as gRPC picks), `healthCheckConfig.serviceName`, each method's `timeout` (the
-//! longest a call may take, whatever deadline the caller set) and `waitForReady` (wait for an
-//! endpoint until the deadline instead of failing at once). `retryPolicy`, `hedgingPolicy`,
-//! `retryThrottling` and the message-size fields are parsed and validated, so a config written
-//! for grpc-go is accepted as it is, but not applied yet.
+//! knows wins, as gRPC picks), `healthCheckConfig.serviceName`, `retryThrottling` (see
+//! `client::throttle`), and per method: `timeout` (the longest a call may take, whatever deadline
+//! the caller set), `waitForReady` (wait for an endpoint until the deadline instead of failing at
+//! once), `retryPolicy` (see [`crate::client::retry`]) and `hedgingPolicy` (see `client::hedge`).
+//! The message-size fields are parsed and validated, so a config written for grpc-go is accepted
+//! as it is, but not applied: the server's `--max-message-size` bounds requests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,10 +42,36 @@ pub struct MethodConfig {
     pub timeout: Option<Duration>,
     /// `waitForReady`.
     pub wait_for_ready: Option<bool>,
-    /// `retryPolicy.maxAttempts`, capped at 5 (parsed; not applied yet).
-    pub retry_max_attempts: Option<u32>,
-    /// `hedgingPolicy.maxAttempts`, capped at 5 (parsed; not applied yet).
-    pub hedging_max_attempts: Option<u32>,
+    /// `retryPolicy`.
+    pub retry: Option<RetryPolicy>,
+    /// `hedgingPolicy`.
+    pub hedging: Option<HedgingPolicy>,
+}
+
+/// A `retryPolicy` (gRFC A6): which failures are tried again, how often, and how far apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included: 2 to 5 (a larger value is capped at 5, as gRPC caps).
+    pub max_attempts: u32,
+    /// The first retry waits a random time up to this.
+    pub initial_backoff: Duration,
+    /// No retry waits longer than a random time up to this.
+    pub max_backoff: Duration,
+    /// How the longest wait grows per retry.
+    pub backoff_multiplier: f64,
+    /// The statuses worth trying again.
+    pub retryable_codes: Vec<tonic::Code>,
+}
+
+/// A `hedgingPolicy` (gRFC A6): copies of a call sent `delay` apart until one answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HedgingPolicy {
+    /// Copies in all, the first included: 2 to 5 (capped at 5).
+    pub max_attempts: u32,
+    /// How long to wait for an answer before sending the next copy (0: all at once).
+    pub delay: Duration,
+    /// Statuses that send the next copy at once instead of ending the call.
+    pub non_fatal_codes: Vec<tonic::Code>,
 }
 
 /// `retryThrottling`.
@@ -158,27 +185,6 @@ const RAW_TYPES: [&str; 7] = [
     "RawThrottling",
     "RawHealth",
     "Raw",
-];
-
-/// The status code names gRPC accepts in `retryableStatusCodes` and `nonFatalStatusCodes`.
-const CODES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
 ];
 
 impl ServiceConfig {
@@ -330,11 +336,11 @@ fn method(m: &RawMethod) -> Result<MethodConfig, Problem> {
         Some(t) => Some(duration(t).map_err(|w| (".timeout".to_owned(), w))?),
         None => None,
     };
-    let retry_max_attempts = match &m.retry_policy {
+    let retry = match &m.retry_policy {
         Some(r) => Some(retry(r).map_err(|(p, w)| (format!(".retryPolicy{p}"), w))?),
         None => None,
     };
-    let hedging_max_attempts = match &m.hedging_policy {
+    let hedging = match &m.hedging_policy {
         Some(h) => Some(hedging(h).map_err(|(p, w)| (format!(".hedgingPolicy{p}"), w))?),
         None => None,
     };
@@ -342,28 +348,28 @@ fn method(m: &RawMethod) -> Result<MethodConfig, Problem> {
         names,
         timeout,
         wait_for_ready: m.wait_for_ready,
-        retry_max_attempts,
-        hedging_max_attempts,
+        retry,
+        hedging,
     })
 }
 
-/// gRFC A6's rules for a retry policy; the attempts, capped at 5.
-fn retry(r: &RawRetry) -> Result<u32, Problem> {
+/// gRFC A6's rules for a retry policy; the attempts capped at 5.
+fn retry(r: &RawRetry) -> Result<RetryPolicy, Problem> {
     if r.max_attempts < 2 {
         return Err((
             ".maxAttempts".into(),
             format!("{} is under 2", r.max_attempts),
         ));
     }
-    for (field, value) in [
-        ("initialBackoff", &r.initial_backoff),
-        ("maxBackoff", &r.max_backoff),
-    ] {
+    let positive = |field: &str, value: &str| {
         let d = duration(value).map_err(|w| (format!(".{field}"), w))?;
         if d.is_zero() {
             return Err((format!(".{field}"), "expected more than 0s".into()));
         }
-    }
+        Ok(d)
+    };
+    let initial_backoff = positive("initialBackoff", &r.initial_backoff)?;
+    let max_backoff = positive("maxBackoff", &r.max_backoff)?;
     if let Some(t) = &r.per_attempt_recv_timeout {
         duration(t).map_err(|w| (".perAttemptRecvTimeout".to_owned(), w))?;
     }
@@ -379,22 +385,35 @@ fn retry(r: &RawRetry) -> Result<u32, Problem> {
             "expected at least one status code".into(),
         ));
     }
-    codes(&r.retryable_status_codes).map_err(|(p, w)| (format!(".retryableStatusCodes{p}"), w))?;
-    Ok(r.max_attempts.min(5))
+    let retryable_codes = codes(&r.retryable_status_codes)
+        .map_err(|(p, w)| (format!(".retryableStatusCodes{p}"), w))?;
+    Ok(RetryPolicy {
+        max_attempts: r.max_attempts.min(5),
+        initial_backoff,
+        max_backoff,
+        backoff_multiplier: r.backoff_multiplier,
+        retryable_codes,
+    })
 }
 
-fn hedging(h: &RawHedging) -> Result<u32, Problem> {
+fn hedging(h: &RawHedging) -> Result<HedgingPolicy, Problem> {
     if h.max_attempts < 2 {
         return Err((
             ".maxAttempts".into(),
             format!("{} is under 2", h.max_attempts),
         ));
     }
-    if let Some(d) = &h.hedging_delay {
-        duration(d).map_err(|w| (".hedgingDelay".to_owned(), w))?;
-    }
-    codes(&h.non_fatal_status_codes).map_err(|(p, w)| (format!(".nonFatalStatusCodes{p}"), w))?;
-    Ok(h.max_attempts.min(5))
+    let delay = match &h.hedging_delay {
+        Some(d) => duration(d).map_err(|w| (".hedgingDelay".to_owned(), w))?,
+        None => Duration::ZERO,
+    };
+    let non_fatal_codes = codes(&h.non_fatal_status_codes)
+        .map_err(|(p, w)| (format!(".nonFatalStatusCodes{p}"), w))?;
+    Ok(HedgingPolicy {
+        max_attempts: h.max_attempts.min(5),
+        delay,
+        non_fatal_codes,
+    })
 }
 
 fn throttling(t: &RawThrottling) -> Result<RetryThrottling, Problem> {
@@ -414,21 +433,28 @@ fn throttling(t: &RawThrottling) -> Result<RetryThrottling, Problem> {
 }
 
 /// Status codes by name (`"UNAVAILABLE"`) or number (`14`).
-fn codes(list: &[Value]) -> Result<(), Problem> {
-    for (i, code) in list.iter().enumerate() {
-        let known = match code {
-            Value::String(name) => CODES.contains(&name.as_str()),
-            Value::Number(n) => n.as_u64().is_some_and(|n| n < 17),
-            _ => false,
-        };
-        if !known {
-            return Err((
-                format!("[{i}]"),
-                format!("{code} is not a status code (e.g. \"UNAVAILABLE\" or 14)"),
-            ));
-        }
-    }
-    Ok(())
+fn codes(list: &[Value]) -> Result<Vec<tonic::Code>, Problem> {
+    list.iter()
+        .enumerate()
+        .map(|(i, code)| {
+            let known = match code {
+                Value::String(name) => crate::codes::NAMES
+                    .contains(&name.as_str())
+                    .then(|| crate::codes::from_name(name))
+                    .flatten(),
+                Value::Number(n) => n
+                    .as_u64()
+                    .and_then(|n| crate::codes::from_name(&n.to_string())),
+                _ => None,
+            };
+            known.ok_or_else(|| {
+                (
+                    format!("[{i}]"),
+                    format!("{code} is not a status code (e.g. \"UNAVAILABLE\" or 14)"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// A protobuf JSON duration: `"1.5s"`, `"0.000001s"`, `"10s"`.
@@ -474,11 +500,13 @@ mod tests {
             "the first known policy wins"
         );
         assert_eq!(c.health_service.as_deref(), Some("calculator.Calculator"));
+        let retry = c.methods[0].retry.as_ref().unwrap();
+        assert_eq!(retry.max_attempts, 5, "maxAttempts is capped at 5");
         assert_eq!(
-            c.methods[0].retry_max_attempts,
-            Some(5),
-            "maxAttempts is capped at 5"
+            retry.retryable_codes,
+            [tonic::Code::Unavailable, tonic::Code::DeadlineExceeded]
         );
+        assert_eq!(retry.initial_backoff, Duration::from_millis(100));
         let t = |p| c.timeout(p);
         assert_eq!(
             t("/calculator.Calculator/Calculate"),

@@ -13,6 +13,7 @@
 
 pub mod authz;
 mod encoding;
+pub mod fault;
 pub mod health;
 pub mod limits;
 
@@ -31,6 +32,7 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
 use crate::server::authz::{AuthzLayer, AuthzPolicy};
+use crate::server::fault::FaultLayer;
 use crate::server::health::HealthState;
 use crate::server::limits::MessageSizeLimitLayer;
 use crate::telemetry::metrics::{RpcTelemetryLayer, ServerMetrics};
@@ -75,6 +77,8 @@ pub struct ServerConfig {
     /// How long a new connection may take to complete its TLS handshake and send the HTTP/2
     /// preface; a client that connects and sends nothing is closed then. Default 10 s.
     pub handshake_timeout: Duration,
+    /// Faults to inject, for drills (see [`fault`]). Default: none.
+    pub faults: Arc<[fault::Fault]>,
 }
 
 /// The response header naming the instance that answered (see [`ServerConfig::advertise`]).
@@ -97,6 +101,7 @@ impl Default for ServerConfig {
             max_connection_age: None,
             max_connection_age_grace: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            faults: Arc::new([]),
         }
     }
 }
@@ -157,6 +162,7 @@ pub struct Server {
     health: HealthState,
     stats: Arc<ServerStats>,
     metrics: std::sync::OnceLock<Arc<ServerMetrics>>,
+    faults: fault::FaultCounters,
 }
 
 impl Server {
@@ -169,6 +175,7 @@ impl Server {
             health: HealthState::new(),
             stats: Arc::default(),
             metrics: std::sync::OnceLock::new(),
+            faults: fault::FaultCounters::default(),
         }
     }
 
@@ -179,7 +186,15 @@ impl Server {
             .get_or_init(|| {
                 let mut descriptors = self.descriptors.clone();
                 descriptors.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
-                Arc::new(ServerMetrics::new(&descriptors))
+                let mut metrics = ServerMetrics::new(&descriptors);
+                if !self.config.faults.is_empty() {
+                    metrics.registry_mut().register(
+                        "calcmesh_faults_injected",
+                        "Calls a --fault hit, by fault and method",
+                        self.faults.clone(),
+                    );
+                }
+                Arc::new(metrics)
             })
             .clone()
     }
@@ -275,6 +290,7 @@ impl Server {
             mut routes,
             health,
             stats,
+            faults,
             ..
         } = self;
         routes
@@ -313,7 +329,8 @@ impl Server {
                         config.compress_answers,
                     ))
                     .layer(endpoint_header)
-                    .layer(AuthzLayer::new(config.policy.clone())),
+                    .layer(AuthzLayer::new(config.policy.clone()))
+                    .layer(FaultLayer::new(config.faults.clone(), faults)),
             )
             .max_concurrent_streams(config.max_concurrent_streams)
             .add_routes(routes.routes())

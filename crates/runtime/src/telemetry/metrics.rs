@@ -274,6 +274,11 @@ impl ServerMetrics {
         &self.0.registry
     }
 
+    /// The registry, to add a server's own families before it is shared.
+    pub(crate) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.0.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         encode(&[self.registry()])
