@@ -1,14 +1,15 @@
-//! The interop matrix: Rust, Python (grpcio), Node (@grpc/grpc-js) and Go (grpc-go) peers, each a real process,
-//! talking over loopback. Every cell runs `interop/scenario.json` — every RPC of
-//! `calculator.Calculator` with its expected result or status — so one file says what "the same
-//! semantics" means for all of them.
+//! The interop matrix: Rust, Python (grpcio), Node (@grpc/grpc-js), Go (grpc-go) and Java
+//! (grpc-java) peers, each a real process, talking over loopback. Every cell runs
+//! `interop/scenario.json` — every RPC of `calculator.Calculator` with its expected result or
+//! status — so one file says what "the same semantics" means for all of them.
 //!
-//! | client ↓ / server → | Rust | Python (sync, asyncio) | Node | Go |
-//! | --- | --- | --- | --- | --- |
-//! | Rust library + CLI  | ✓    | ✓                      | ✓    | ✓  |
-//! | Python              | ✓ (also gzip) |               |      | ✓  |
-//! | Node                | ✓    |                        |      | ✓  |
-//! | Go (grpc-go)        | ✓ (also gzip) | ✓ (sync)       | ✓    | ✓  |
+//! | client ↓ / server → | Rust | Python (sync, asyncio) | Node | Go | Java |
+//! | --- | --- | --- | --- | --- | --- |
+//! | Rust library + CLI  | ✓    | ✓                      | ✓    | ✓  | ✓    |
+//! | Python              | ✓ (also gzip) |               |      | ✓  | ✓    |
+//! | Node                | ✓    |                        |      | ✓  | ✓    |
+//! | Go (grpc-go)        | ✓ (also gzip) | ✓ (sync)       | ✓    | ✓ (also gzip) | ✓ (also gzip) |
+//! | Java (grpc-java)    | ✓ (also gzip) | ✓ (sync)       | ✓    | ✓ (also gzip) | ✓ (also gzip) |
 //!
 //! Plus the original contract both ways: the Node client that knows only `Calculate` against
 //! `calcmesh serve calculator`, and `calcmesh calc` against a Python server of only `Calculate`.
@@ -439,6 +440,77 @@ async fn go_client_against_python_and_node_servers() {
     assert_scenario_passed("go client → python", go_scenario(&python, &[]).await);
     let node = node_server().await;
     assert_scenario_passed("go client → node", go_scenario(&node, &[]).await);
+}
+
+/// grpc-java's calculator client and server (`interop/java`, built by `interop/setup`).
+fn java_jar() -> String {
+    let jar = root().join("target/interop/java/calc-java.jar");
+    assert!(
+        jar.exists(),
+        "{} is missing: run ./interop/setup (./scripts/test does)",
+        jar.display()
+    );
+    jar.display().to_string()
+}
+
+async fn java_server() -> ServerProcess {
+    let jar = java_jar();
+    let args = ["-cp", &jar, "calcmesh.interop.CalcServer", "--port", "0"];
+    ServerProcess::start("java", &args).await
+}
+
+async fn java_scenario(server: &ServerProcess, extra: &[&str]) -> common::Output {
+    let (jar, scenario) = (java_jar(), root().join("interop/scenario.json"));
+    let scenario = scenario.display().to_string();
+    let mut args = vec!["-cp", &jar, "calcmesh.interop.CalcClient", "--target"];
+    args.extend([server.addr.as_str(), "--scenario", &scenario]);
+    args.extend_from_slice(extra);
+    run("java", &args, "").await
+}
+
+#[tokio::test]
+async fn java_client_against_rust_server() {
+    let server = ServerProcess::calcmesh().await;
+    assert_scenario_passed("java client", java_scenario(&server, &[]).await);
+    let gzip = java_scenario(&server, &["--compression", "gzip"]).await;
+    assert_scenario_passed("java client, gzip", gzip);
+}
+
+#[tokio::test]
+async fn every_client_against_a_java_server() {
+    let server = java_server().await;
+    rust_client_scenario(&server).await;
+    rust_cli(&server).await;
+    let script = python_script("calc_client.py");
+    let out = run(
+        python(),
+        &[&script, "--target", &server.addr, "scenario"],
+        "",
+    )
+    .await;
+    assert_scenario_passed("python client → java", out);
+    let script = node_script("client.js").display().to_string();
+    let out = run("node", &[&script, "--target", &server.addr, "scenario"], "").await;
+    assert_scenario_passed("node client → java", out);
+    let gzip = ["-compression", "gzip"];
+    assert_scenario_passed("go client → java", go_scenario(&server, &gzip).await);
+    let gzip = ["--compression", "gzip"];
+    assert_scenario_passed("java client → java", java_scenario(&server, &gzip).await);
+}
+
+#[tokio::test]
+async fn java_client_against_python_node_and_go_servers() {
+    let python = python_server(&[]).await;
+    assert_scenario_passed("java → python", java_scenario(&python, &[]).await);
+    let node = node_server().await;
+    assert_scenario_passed("java → node", java_scenario(&node, &[]).await);
+    let go = go_server().await;
+    let gzip = ["--compression", "gzip"];
+    assert_scenario_passed("java → go, gzip", java_scenario(&go, &gzip).await);
+    assert_scenario_passed(
+        "go → go, gzip",
+        go_scenario(&go, &["-compression", "gzip"]).await,
+    );
 }
 
 #[tokio::test]

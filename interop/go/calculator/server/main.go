@@ -25,6 +25,7 @@ import (
 	pb "calcmesh.invalid/interop/go/calculator/calculatorpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/encoding/gzip" // reads gzip requests, as every other peer does
 	"google.golang.org/grpc/status"
 )
 
