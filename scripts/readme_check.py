@@ -66,11 +66,11 @@ FENCE = re.compile(r"^(\s*)(```+)\s*(\S*)\s*$")
 READY = [
     (re.compile(r"--register\b"), "log:etcd: registered"),
     (re.compile(r"\bup\b"), "log:stop with Ctrl-C"),
-    (re.compile(r"\bserve (calculator|evaluator)\b|calc_server\.py|server\.js|go run \./server"), "log:listening on"),
+    (re.compile(r"\bserve (calculator|evaluator)\b|calc_server\.py|server\.js|go run \./server|interop\.CalcServer"), "log:listening on"),
     (re.compile(r"^etcd\b"), "tcp:127.0.0.1:2379"),
 ]
 # Ports the README's commands bind; taken ones would make the check fail in confusing ways.
-PORTS = [2379, 2380, 50050, 50051, 50052, 50053, 50054, 50055, 50056, 50060, 50061, 50090, 50091, 50092, 50093,
+PORTS = [2379, 2380, 50050, 50051, 50052, 50053, 50054, 50055, 50056, 50057, 50060, 50061, 50090, 50091, 50092, 50093,
          50151, 50152, 50153]
 CARGO_STATUS = re.compile(r"^\s*(Compiling|Finished|Running|Blocking|Updating|Downloaded|Downloading|Locking|Adding)\b")
 PRELUDE = 'calcmesh() { cargo run -q --release -- "$@"; }\n'

@@ -542,7 +542,8 @@ pub(crate) struct BalancingArgs {
     #[arg(long, env = "CALCMESH_LB", default_value_t = LbPolicy::default())]
     pub(crate) lb: LbPolicy,
     /// A gRPC service config (gRFC A2): a JSON file, or the JSON itself if it starts with `{`.
-    /// Applied as every gRPC stack applies it: loadBalancingConfig, healthCheckConfig.serviceName,
+    /// Applied as every gRPC stack applies it: loadBalancingConfig (with
+    /// outlier_detection_experimental around a policy), healthCheckConfig.serviceName,
     /// retryThrottling, and each methodConfig's timeout (the longest a call may take),
     /// waitForReady, retryPolicy and hedgingPolicy (gRFC A6: trailers-only failures retried with
     /// backoff, grpc-retry-pushback-ms obeyed, grpc-previous-rpc-attempts sent). A bad config is
@@ -551,6 +552,13 @@ pub(crate) struct BalancingArgs {
     /// has no retryPolicy.
     #[arg(long, env = "CALCMESH_SERVICE_CONFIG", value_parser = service_config)]
     pub(crate) service_config: Option<Arc<ServiceConfig>>,
+    /// For dns: targets, also take the service config published in DNS as TXT
+    /// `_grpc_config.NAME` (gRFC A2; off by default, as in gRPC: whoever controls the zone would
+    /// control this client's retries). etcd:// targets always take the one published at
+    /// `_grpc_config/SERVICE`. A published config replaces --service-config while it exists; a
+    /// bad update is logged and the last good one kept.
+    #[arg(long, env = "CALCMESH_DNS_SERVICE_CONFIG")]
+    pub(crate) dns_service_config: bool,
     /// How long to wait for a TCP connection.
     #[arg(long, env = "CALCMESH_CONNECT_TIMEOUT", default_value_t = ClientConfig::default().connect_timeout.into())]
     pub(crate) connect_timeout: humantime::Duration,
@@ -590,6 +598,7 @@ impl BalancingArgs {
             keepalive_timeout: self.client_keepalive_timeout.into(),
             idempotent: calcmesh_proto::idempotent_methods(),
             service_config: self.service_config.clone(),
+            dns_service_config: self.dns_service_config,
             ..ClientConfig::default()
         })
     }

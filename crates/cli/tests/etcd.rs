@@ -526,3 +526,86 @@ async fn calcmesh_finds_instances_registered_by_etcds_go_endpoints_manager() {
     assert!(go.wait().await.unwrap().success());
     assert!(etcd.get_prefix("gocalc/").await.is_empty());
 }
+
+/// The service config published at `_grpc_config/calculator` reaches a running client within a
+/// second; a bad update is refused (counted, logged) and the last good one kept; deleting the
+/// key gives the client back the config it was given (none here).
+#[tokio::test]
+async fn a_service_config_published_in_etcd_reaches_running_clients() {
+    use calcmesh_proto::calculator::Request;
+    use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+
+    let etcd = Etcd::start().await;
+    let target = etcd.target("calculator");
+    let args = [
+        "serve",
+        "calculator",
+        "--listen",
+        "127.0.0.1:0",
+        "--register",
+        &target,
+        "--fault",
+        "method=/calculator.Calculator/Calculate,delay=300ms",
+    ];
+    let _slow = ServerProcess::start(BIN, &args).await;
+    eventually("the registration", Duration::from_secs(10), || async {
+        keys(&etcd).await.len() == 1
+    })
+    .await;
+    let channel = client(&etcd);
+    let code = || {
+        let mut client = CalculatorClient::new(channel.clone());
+        async move {
+            let request = Request {
+                num1: 6.0,
+                num2: 7.0,
+                operator: "*".into(),
+            };
+            match client.calculate(request).await {
+                Ok(_) => tonic::Code::Ok,
+                Err(status) => status.code(),
+            }
+        }
+    };
+    assert_eq!(
+        code().await,
+        tonic::Code::Ok,
+        "no timeout yet: the call waits 300 ms"
+    );
+
+    let key = calcmesh_runtime::etcd::EtcdDiscovery::config_key("calculator");
+    let timeout = r#"{"methodConfig": [{"name": [{"service": "calculator.Calculator"}], "timeout": "0.1s"}]}"#;
+    assert!(etcd.etcdctl(&["put", &key, timeout]).await.0);
+    eventually(
+        "the published timeout applies",
+        Duration::from_secs(1),
+        || async { code().await == tonic::Code::DeadlineExceeded },
+    )
+    .await;
+    assert_eq!(channel.service_config_updates().applied, 1);
+
+    assert!(
+        etcd.etcdctl(&["put", &key, r#"{"methodConfig": [{"timeout": "soon"}]}"#])
+            .await
+            .0
+    );
+    eventually(
+        "the bad update is refused",
+        Duration::from_secs(1),
+        || async { channel.service_config_updates().refused == 1 },
+    )
+    .await;
+    assert_eq!(
+        code().await,
+        tonic::Code::DeadlineExceeded,
+        "the last good config stays"
+    );
+
+    assert!(etcd.etcdctl(&["del", &key]).await.0);
+    eventually(
+        "the given config is back",
+        Duration::from_secs(1),
+        || async { code().await == tonic::Code::Ok },
+    )
+    .await;
+}

@@ -322,3 +322,84 @@ async fn hedging_sends_at_most_max_attempts_copies_and_cancels_the_losers() {
     );
     drop(server.process);
 }
+
+/// An evaluator over three calculators, calling them with `config` (or none).
+async fn evaluator(calculators: &[FaultyServer], config: Option<&str>) -> ServerProcess {
+    let target = format!(
+        "ipv4:{}",
+        calculators
+            .iter()
+            .map(|c| c.grpc.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut args = vec![
+        "serve",
+        "evaluator",
+        "--listen",
+        "127.0.0.1:0",
+        "--calculator",
+        &target,
+        "--lb",
+        "round_robin",
+    ];
+    if let Some(config) = config {
+        args.extend(["--service-config", config]);
+    }
+    ServerProcess::start(common::BIN, &args).await
+}
+
+/// `calcmesh bench --rpc evaluate` against `evaluator` for `seconds`: the JSON report.
+async fn bench_evaluate(evaluator: &ServerProcess, seconds: &str) -> Value {
+    let args = [
+        "bench",
+        "--rpc",
+        "evaluate",
+        "--target",
+        &evaluator.addr,
+        "-c",
+        "16",
+        "-d",
+        seconds,
+        "--warmup",
+        "0s",
+        "--json",
+    ];
+    let out = common::calcmesh(&args, "").await;
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stderr))
+}
+
+/// The issue's worst case, exactly: under `bench --rpc evaluate -c 16`, one of three calculators
+/// is frozen (SIGSTOP) for 2 s. Without hedging, the calls already sent to it wait the whole
+/// freeze; with hedging (3 copies, 50 ms apart) no evaluation waits for it — none takes even
+/// half the freeze — and none fails.
+#[tokio::test]
+async fn with_hedging_no_evaluation_waits_for_a_frozen_calculator() {
+    let hedged = r#"{"methodConfig": [{"name": [{"service": "calculator.Calculator"}],
+      "hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.05s"}}]}"#;
+    for (config, frozen_wait) in [(Some(hedged), false), (None, true)] {
+        let calculators = [
+            FaultyServer::start(&[]).await,
+            FaultyServer::start(&[]).await,
+            FaultyServer::start(&[]).await,
+        ];
+        let evaluator = evaluator(&calculators, config).await;
+        let frozen = &calculators[0];
+        let load = bench_evaluate(&evaluator, "3s");
+        let chaos = async {
+            let busy = || async { frozen.attempts().await > 0 };
+            common::eventually("load reaches the calculator", std::time::Duration::from_secs(5), busy).await;
+            frozen.process.signal("-STOP").await;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await; // the freeze itself
+            frozen.process.signal("-CONT").await;
+        };
+        let (report, ()) = tokio::join!(load, chaos);
+        let slowest_ms = report["latency_us"]["max"].as_u64().unwrap() / 1000;
+        assert_eq!(report["failed"], 0, "no evaluation fails: {report}");
+        if frozen_wait {
+            assert!(slowest_ms >= 1900, "without hedging a call waits out the freeze: {slowest_ms} ms");
+        } else {
+            assert!(slowest_ms < 1000, "with hedging none waits for the frozen one: {slowest_ms} ms");
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! DNS discovery against a real DNS server: dnsmasq on a free loopback port serving several
-//! A records for one name, each pointing at a calculator on its own loopback address.
+//! A records for one name, each pointing at a calculator on its own loopback address, and a
+//! service config in TXT `_grpc_config.NAME` (gRFC A2).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -32,6 +33,11 @@ mod tempfile_path {
 
 impl Dnsmasq {
     fn start(ips: &[IpAddr]) -> Self {
+        Self::start_with(ips, &[])
+    }
+
+    /// dnsmasq with `extra` arguments (e.g. a `--txt-record`).
+    fn start_with(ips: &[IpAddr], extra: &[&str]) -> Self {
         assert!(
             Command::new("dnsmasq")
                 .arg("--version")
@@ -63,6 +69,7 @@ impl Dnsmasq {
                 &format!("--addn-hosts={}", hosts.0.display()),
                 "--pid-file=",
             ])
+            .args(extra)
             .stderr(Stdio::null())
             .spawn()
             .expect("start dnsmasq");
@@ -180,6 +187,90 @@ async fn every_record_is_used_and_a_removed_one_is_drained() {
         "no calls to the removed address"
     );
 
+    for (running, _) in calculators {
+        running.stop().await;
+    }
+}
+
+/// A TXT `_grpc_config.NAME` record of `grpc_config=` and `choices`. dnsmasq splits a
+/// `--txt-record` at every comma (no quoting keeps one), so the configs here have none.
+fn txt_record(choices: &str) -> String {
+    format!("--txt-record=_grpc_config.{NAME},grpc_config={choices}")
+}
+
+const PICK_FIRST: &str = r#"[{"serviceConfig":{"loadBalancingConfig":[{"pick_first":{}}]}}]"#;
+
+/// Calls per calculator after `n` more calls.
+async fn spread(
+    channel: &MeshChannel,
+    calculators: &[(Running, CalculatorService)],
+    n: usize,
+) -> Vec<u64> {
+    let before: Vec<u64> = calculators.iter().map(|(_, s)| s.calculations()).collect();
+    calls(channel, n).await;
+    calculators
+        .iter()
+        .zip(before)
+        .map(|((_, s), b)| s.calculations() - b)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_service_config_in_dns_txt_is_taken_only_when_asked_for() {
+    let (calculators, port) = calculators();
+    let ips: Vec<IpAddr> = calculators.iter().map(|(r, _)| r.addr.ip()).collect();
+    let dns = Dnsmasq::start_with(&ips, &[&txt_record(PICK_FIRST)]);
+    let channel = |dns_service_config| {
+        let config = ClientConfig {
+            policy: LbPolicy::RoundRobin,
+            dns_service_config,
+            ..ClientConfig::default()
+        };
+        calcmesh_runtime::connect(&dns.target(port), &config).unwrap()
+    };
+
+    let off = channel(false);
+    wait_for_total(&off, 3, "three endpoints resolved").await;
+    assert_eq!(
+        spread(&off, &calculators, 30).await,
+        [10, 10, 10],
+        "round_robin, as given"
+    );
+    assert_eq!(
+        off.service_config_updates().applied,
+        0,
+        "TXT not read unless asked"
+    );
+
+    let on = channel(true);
+    wait_for_total(&on, 3, "three endpoints resolved").await;
+    let counts = spread(&on, &calculators, 30).await;
+    assert_eq!(on.service_config_updates().applied, 1);
+    assert!(
+        counts.contains(&30),
+        "pick_first from DNS: one endpoint takes every call: {counts:?}"
+    );
+    for (running, _) in calculators {
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_service_config_in_dns_is_refused_and_the_given_one_kept() {
+    let (calculators, port) = calculators();
+    let ips: Vec<IpAddr> = calculators.iter().map(|(r, _)| r.addr.ip()).collect();
+    let bad = r#"[{"serviceConfig":{"loadBalancingConfig":[{"pick_first":{"shuffleAddressList":"yes"}}]}}]"#;
+    let dns = Dnsmasq::start_with(&ips, &[&txt_record(bad)]);
+    let config = ClientConfig {
+        policy: LbPolicy::RoundRobin,
+        dns_service_config: true,
+        ..ClientConfig::default()
+    };
+    let channel = calcmesh_runtime::connect(&dns.target(port), &config).unwrap();
+    wait_for_total(&channel, 3, "three endpoints resolved").await;
+    assert_eq!(spread(&channel, &calculators, 30).await, [10, 10, 10]);
+    let updates = channel.service_config_updates();
+    assert_eq!((updates.applied, updates.refused), (0, 1));
     for (running, _) in calculators {
         running.stop().await;
     }

@@ -424,7 +424,7 @@ impl Etcd {
         }
     }
 
-    async fn etcdctl(&self, args: &[&str]) -> (bool, String) {
+    pub async fn etcdctl(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.addr))

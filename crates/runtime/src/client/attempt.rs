@@ -17,6 +17,7 @@ use tower::retry::budget::Budget;
 use super::Shared;
 use crate::client::balance::{Endpoint, Outstanding};
 use crate::client::retry::{Pushback, ReplayBody, Retries, never_reached_server, unreachable};
+use crate::client::service_config::ServiceConfig;
 use crate::client::throttle::Throttle;
 use crate::error::BoxError;
 
@@ -92,10 +93,11 @@ impl Shared {
         self: Arc<Self>,
         mut request: http::Request<Body>,
     ) -> Result<http::Response<Body>, BoxError> {
-        let deadline = self.deadline(&mut request);
+        let config = self.live.get();
+        let deadline = Self::deadline(&mut request, config.as_deref());
         self.wait_for_discovery(deadline).await?;
         let path = request.uri().path().to_owned();
-        let method = self.service_config.as_ref().and_then(|c| c.method(&path));
+        let method = config.as_deref().and_then(|c| c.method(&path));
         let (parts, body) = request.into_parts();
         let call = Call {
             parts,
@@ -188,6 +190,15 @@ impl Shared {
             Ok(channel) => tower_service::Service::call(channel, request).await,
             Err(err) => Err(err),
         };
+        // What outlier detection counts: a failed attempt now; a committed call at its end.
+        match &result {
+            Err(_) => outstanding.record(false),
+            Ok(response) => {
+                if let Some(code) = trailers_only_code(response) {
+                    outstanding.record(code == tonic::Code::Ok);
+                }
+            }
+        }
         Ok((result.map_err(BoxError::from), outstanding))
     }
 
@@ -234,7 +245,7 @@ impl Shared {
         if !retries.retryable(code) {
             return None;
         }
-        let throttled = self.throttle.as_ref().is_some_and(|t| !t.failed());
+        let throttled = self.live.throttle().is_some_and(|t| !t.failed());
         if throttled || call.body.replay().is_none() {
             return None;
         }
@@ -260,7 +271,7 @@ impl Shared {
                 response,
                 deadline,
                 outstanding,
-                self.throttle.clone(),
+                self.live.throttle(),
             )),
             Err(err) => Err(gave_up(tried, err.as_ref())),
         }
@@ -269,17 +280,17 @@ impl Shared {
     /// The call's deadline: the caller's `grpc-timeout`, or the method's service-config
     /// `timeout` when that is sooner (then sent as the call's `grpc-timeout`, so the server
     /// knows it too).
-    fn deadline(&self, request: &mut http::Request<Body>) -> Option<Instant> {
+    fn deadline(
+        request: &mut http::Request<Body>,
+        config: Option<&ServiceConfig>,
+    ) -> Option<Instant> {
         let now = Instant::now();
         let asked = request
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(crate::deadline::parse_timeout);
-        let configured = self
-            .service_config
-            .as_ref()
-            .and_then(|c| c.timeout(request.uri().path()));
+        let configured = config.and_then(|c| c.timeout(request.uri().path()));
         match (asked, configured) {
             (_, Some(limit)) if asked.is_none_or(|a| limit < a) => {
                 let value = crate::deadline::format_timeout(limit);
@@ -399,7 +410,7 @@ fn answered(
             inner: body,
             deadline,
             throttle,
-            _outstanding: outstanding,
+            outstanding,
         })
     })
 }
@@ -433,6 +444,18 @@ fn transport_failure(status: &Status) -> bool {
     crate::error::is_caused_by::<hyper::Error>(status)
 }
 
+/// A response stream's failure as gRPC names it: past the deadline DEADLINE_EXCEEDED, whatever
+/// reset the stream; a connection failing mid-response UNAVAILABLE (tonic: UNKNOWN).
+fn call_error(status: Status, deadline: Option<Instant>) -> Status {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        Status::deadline_exceeded("deadline exceeded")
+    } else if status.code() == tonic::Code::Unknown && transport_failure(&status) {
+        Status::unavailable(status.message().to_owned())
+    } else {
+        status
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A response body that keeps its call counted as outstanding until it ends.
     struct OutstandingBody {
@@ -440,7 +463,7 @@ pin_project_lite::pin_project! {
         inner: Body,
         deadline: Option<Instant>,
         throttle: Option<Arc<Throttle>>,
-        _outstanding: Outstanding,
+        outstanding: Outstanding,
     }
 }
 
@@ -454,22 +477,17 @@ impl HttpBody for OutstandingBody {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
-            // The stream failed once the deadline had passed: DEADLINE_EXCEEDED, whatever reset it.
-            Poll::Ready(Some(Err(_))) if this.deadline.is_some_and(|d| Instant::now() >= d) => {
-                Poll::Ready(Some(Err(Status::deadline_exceeded("deadline exceeded"))))
-            }
-            // The connection failed mid-response: gRPC calls that UNAVAILABLE (tonic: UNKNOWN).
-            Poll::Ready(Some(Err(status)))
-                if status.code() == tonic::Code::Unknown && transport_failure(&status) =>
-            {
-                Poll::Ready(Some(Err(Status::unavailable(status.message().to_owned()))))
+            Poll::Ready(Some(Err(status))) => {
+                this.outstanding.record(false);
+                Poll::Ready(Some(Err(call_error(status, *this.deadline))))
             }
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(throttle), Some(trailers)) =
-                    (this.throttle.as_ref(), frame.trailers_ref())
-                    && trailers.get("grpc-status").is_some_and(|s| s == "0")
-                {
-                    throttle.succeeded();
+                if let Some(trailers) = frame.trailers_ref() {
+                    let ok = trailers.get("grpc-status").is_some_and(|s| s == "0");
+                    this.outstanding.record(ok);
+                    if let (true, Some(throttle)) = (ok, this.throttle.as_ref()) {
+                        throttle.succeeded();
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

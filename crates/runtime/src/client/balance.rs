@@ -25,6 +25,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::backoff::Backoff;
+use crate::client::outlier::{OutlierDetection, OutlierState};
 
 /// How a client spreads calls over endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,6 +54,26 @@ impl FromStr for LbPolicy {
             other => Err(format!(
                 "unknown load-balancing policy {other:?}: expected round_robin, least_request or pick_first"
             )),
+        }
+    }
+}
+
+impl LbPolicy {
+    fn code(self) -> u8 {
+        match self {
+            LbPolicy::RoundRobin => 0,
+            LbPolicy::LeastRequest => 1,
+            LbPolicy::PickFirst { shuffle: false } => 2,
+            LbPolicy::PickFirst { shuffle: true } => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Self {
+        match code {
+            0 => LbPolicy::RoundRobin,
+            2 => LbPolicy::PickFirst { shuffle: false },
+            3 => LbPolicy::PickFirst { shuffle: true },
+            _ => LbPolicy::LeastRequest,
         }
     }
 }
@@ -113,6 +134,8 @@ pub(crate) struct Endpoint {
     connection_lost: Arc<Notify>,
     changed: Arc<watch::Sender<()>>,
     last_error: std::sync::Mutex<Option<String>>,
+    /// Its calls' outcomes and its ejection as an outlier.
+    pub(crate) outliers: OutlierState,
 }
 
 impl Drop for Endpoint {
@@ -163,6 +186,12 @@ impl Endpoint {
         self.outstanding.load(Ordering::Relaxed)
     }
 
+    /// Whether calls may go to it: healthy (or not known to be otherwise) and not ejected as an
+    /// outlier.
+    fn eligible(&self) -> bool {
+        self.state().eligible() && !self.outliers.ejected()
+    }
+
     /// Times this endpoint went out of rotation.
     pub(crate) fn ejections(&self) -> u64 {
         self.ejections.load(Ordering::Relaxed)
@@ -172,6 +201,13 @@ impl Endpoint {
 /// A call in progress on an endpoint.
 #[derive(Debug)]
 pub(crate) struct Outstanding(Arc<Endpoint>);
+
+impl Outstanding {
+    /// Counts how the call ended, for outlier detection.
+    pub(crate) fn record(&self, ok: bool) {
+        self.0.outliers.record(ok);
+    }
+}
 
 impl Drop for Outstanding {
     fn drop(&mut self) {
@@ -254,6 +290,8 @@ pub struct EndpointCounts {
     pub down: usize,
     /// Endpoints whose connection was lost and is being made again.
     pub connecting: usize,
+    /// Endpoints up and serving but ejected as outliers (too many failed calls).
+    pub ejected: usize,
 }
 
 impl EndpointCounts {
@@ -266,9 +304,10 @@ impl EndpointCounts {
             not_serving,
             down,
             connecting,
+            ejected,
         } = self;
         format!(
-            "no endpoint of {target} can take calls: {total} known, {eligible} eligible, {not_serving} not serving, {down} unreachable, {connecting} reconnecting"
+            "no endpoint of {target} can take calls: {total} known, {eligible} eligible, {not_serving} not serving, {down} unreachable, {connecting} reconnecting, {ejected} ejected as outliers"
         )
     }
 }
@@ -278,7 +317,8 @@ type ChannelFactory = Box<dyn Fn(&str) -> Option<Channel> + Send + Sync>;
 
 /// The endpoint set of one target.
 pub(crate) struct Balancer {
-    policy: LbPolicy,
+    /// The [`LbPolicy`], as its code: a service-config update may change it.
+    policy: AtomicU8,
     health_service: Option<String>,
     make_channel: ChannelFactory,
     endpoints: RwLock<Vec<Arc<Endpoint>>>,
@@ -290,7 +330,7 @@ pub(crate) struct Balancer {
 impl fmt::Debug for Balancer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Balancer")
-            .field("policy", &self.policy)
+            .field("policy", &self.policy())
             .field("health_service", &self.health_service)
             .field("endpoints", &self.read())
             .finish_non_exhaustive()
@@ -304,7 +344,7 @@ impl Balancer {
         make_channel: impl Fn(&str) -> Option<Channel> + Send + Sync + 'static,
     ) -> Self {
         Self {
-            policy,
+            policy: AtomicU8::new(policy.code()),
             health_service,
             make_channel: Box::new(make_channel),
             endpoints: RwLock::default(),
@@ -314,6 +354,18 @@ impl Balancer {
             }),
             connection_lost: Arc::default(),
             changed: Arc::new(watch::Sender::new(())),
+        }
+    }
+
+    pub(crate) fn policy(&self) -> LbPolicy {
+        LbPolicy::from_code(self.policy.load(Ordering::Relaxed))
+    }
+
+    /// Switches the policy (a service-config update); calls already sent stay where they are.
+    pub(crate) fn set_policy(&self, policy: LbPolicy) {
+        let old = self.policy.swap(policy.code(), Ordering::Relaxed);
+        if old != policy.code() {
+            tracing::info!(from = %LbPolicy::from_code(old), to = %policy, "load-balancing policy changed");
         }
     }
 
@@ -359,6 +411,7 @@ impl Balancer {
             connection_lost: self.connection_lost.clone(),
             changed: self.changed.clone(),
             last_error: std::sync::Mutex::new(None),
+            outliers: OutlierState::default(),
         });
         if let Some(service) = &self.health_service {
             let task = tokio::spawn(watch_health(Arc::downgrade(&endpoint), service.clone()));
@@ -400,14 +453,13 @@ impl Balancer {
     /// (endpoints already tried by this call); falls back to `avoid` ones if nothing else is left.
     pub(crate) fn pick(&self, avoid: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
         let endpoints = self.read();
-        let fresh =
-            |e: &&Arc<Endpoint>| e.state().eligible() && !avoid.iter().any(|a| Arc::ptr_eq(a, e));
+        let fresh = |e: &&Arc<Endpoint>| e.eligible() && !avoid.iter().any(|a| Arc::ptr_eq(a, e));
         let mut candidates: Vec<&Arc<Endpoint>> = endpoints.iter().filter(fresh).collect();
         if candidates.is_empty() {
-            candidates = endpoints.iter().filter(|e| e.state().eligible()).collect();
+            candidates = endpoints.iter().filter(|e| e.eligible()).collect();
         }
         let n = candidates.len();
-        let chosen = match (n, self.policy) {
+        let chosen = match (n, self.policy()) {
             (0, _) => return None,
             (1, _) => candidates[0],
             (_, LbPolicy::RoundRobin) => {
@@ -449,6 +501,7 @@ impl Balancer {
         };
         for e in endpoints.iter() {
             match e.state() {
+                State::Unknown | State::Serving if e.outliers.ejected() => counts.ejected += 1,
                 State::Unknown | State::Serving => counts.eligible += 1,
                 State::NotServing => counts.not_serving += 1,
                 State::Down => counts.down += 1,
@@ -456,5 +509,24 @@ impl Balancer {
             }
         }
         counts
+    }
+
+    /// Runs outlier detection over the endpoints once (one interval), logging what changed.
+    pub(crate) fn sweep_outliers(&self, config: &OutlierDetection) {
+        let endpoints = self.snapshot();
+        let pairs: Vec<(&str, &OutlierState)> = endpoints
+            .iter()
+            .map(|e| (e.authority.as_str(), &e.outliers))
+            .collect();
+        let swept = crate::client::outlier::sweep(&pairs, config);
+        for (endpoint, reason) in &swept.ejected {
+            tracing::warn!(%endpoint, reason = reason.name(), "endpoint ejected as an outlier: too many of its calls failed");
+        }
+        for endpoint in &swept.returned {
+            tracing::info!(%endpoint, "outlier ejection over: endpoint back in rotation");
+        }
+        if !swept.ejected.is_empty() || !swept.returned.is_empty() {
+            self.changed.send_replace(());
+        }
     }
 }

@@ -37,6 +37,9 @@ pub struct ClientConfig {
     /// The gRPC service config; where it sets a policy or a health service name, it wins over
     /// `policy` and `health_service`. `None`: none.
     pub service_config: Option<Arc<ServiceConfig>>,
+    /// For `dns:` targets, take the service config published in TXT `_grpc_config.NAME` (it
+    /// replaces `service_config` while published). Default off, as in gRPC.
+    pub dns_service_config: bool,
 }
 
 impl Default for ClientConfig {
@@ -54,6 +57,7 @@ impl Default for ClientConfig {
             etcd_tls: None,
             metrics: None,
             service_config: None,
+            dns_service_config: false,
         }
     }
 }

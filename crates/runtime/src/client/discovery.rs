@@ -4,7 +4,8 @@
 //! - [`StaticList`]: a fixed list (`host:port`, `ipv4:…`, `ipv6:…`): one reset, then nothing.
 //! - [`Dns`]: every A/AAAA record of a name, re-resolved periodically and as soon as an
 //!   endpoint's connection is lost. `dns:///name:port` asks the system's resolvers
-//!   (/etc/resolv.conf); `dns://SERVER:PORT/name:port` asks that DNS server.
+//!   (/etc/resolv.conf); `dns://SERVER:PORT/name:port` asks that DNS server. When asked, also
+//!   the service config in TXT `_grpc_config.NAME`.
 //! - `Etcd` (cargo feature `etcd`): endpoints registered under a prefix, kept live by a watch.
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{Resolver, TokioResolver};
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,6 +30,13 @@ pub enum Change {
     Remove(String),
     /// The set is exactly this now.
     Reset(Vec<String>),
+    /// The source publishes a service config (JSON), or no longer does (`None`).
+    ServiceConfig {
+        /// Where it was read, for logs and errors (e.g. the etcd key).
+        source: String,
+        /// The config's JSON.
+        json: Option<String>,
+    },
 }
 
 /// A stream of endpoint changes.
@@ -61,6 +70,10 @@ pub struct Dns {
     pub port: u16,
     /// How often to resolve again. Default 30 s.
     pub interval: Duration,
+    /// Also read the service config published as TXT `_grpc_config.NAME` (gRFC A2). Off by
+    /// default, as in gRPC's own implementations: whoever controls the DNS zone would control
+    /// the clients' retries and balancing.
+    pub service_config: bool,
 }
 
 /// Resolving again on connection loss waits at least this long after the last resolution.
@@ -105,6 +118,49 @@ impl Dns {
     }
 }
 
+impl Dns {
+    /// The service config in TXT `_grpc_config.NAME`: `Ok(None)` when there is none.
+    async fn published_config(&self, resolver: &TokioResolver) -> Result<Option<String>, String> {
+        let name = format!("_grpc_config.{}", self.host);
+        let lookup = match resolver.txt_lookup(name.as_str()).await {
+            Ok(lookup) => lookup,
+            Err(err) if err.is_no_records_found() || err.is_nx_domain() => return Ok(None),
+            Err(err) => return Err(err.to_string()),
+        };
+        let records = lookup.answers().iter().filter_map(|r| match &r.data {
+            RData::TXT(txt) => Some(
+                txt.txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s))
+                    .collect::<String>(),
+            ),
+            _ => None,
+        });
+        let texts: Vec<String> = records.collect();
+        crate::client::service_config::choose_from_txt(&texts)
+    }
+
+    /// Sends the published config, if asked to read one; a TXT record that cannot be read is
+    /// logged and changes nothing.
+    async fn send_config(&self, resolver: &TokioResolver, tx: &mpsc::Sender<Change>) -> bool {
+        if !self.service_config {
+            return true;
+        }
+        match self.published_config(resolver).await {
+            Ok(json) => {
+                let source = format!("DNS TXT _grpc_config.{}", self.host);
+                tx.send(Change::ServiceConfig { source, json })
+                    .await
+                    .is_ok()
+            }
+            Err(err) => {
+                tracing::warn!(host = %self.host, %err, "DNS service config refused: keeping the last good one");
+                true
+            }
+        }
+    }
+}
+
 impl Discover for Dns {
     fn changes(self: Box<Self>, connection_lost: Arc<Notify>) -> Changes {
         let (tx, rx) = mpsc::channel(1);
@@ -117,6 +173,10 @@ impl Discover for Dns {
                 }
             };
             loop {
+                // The config first: the first calls, let go by the addresses, already follow it.
+                if !self.send_config(&resolver, &tx).await {
+                    return;
+                }
                 match self.resolve(&resolver).await {
                     Ok(addrs) if !addrs.is_empty() => {
                         tracing::debug!(host = %self.host, ?addrs, "resolved");

@@ -3,7 +3,9 @@
 //! The key layout is the one grpc-go's etcd resolver reads, so Go clients find calcmesh servers:
 //! key `SERVICE/HOST:PORT`, value `{"Op":0,"Addr":"HOST:PORT","Metadata":null}`.
 //! - [`EtcdDiscovery`]: a prefix Get, then a Watch from the next revision; changes apply live.
-//!   If etcd goes away the last endpoints stay, and the session starts again with backoff.
+//!   If etcd goes away the last endpoints stay, and the session starts again with backoff. It
+//!   also reads and watches the service config published at `_grpc_config/SERVICE`
+//!   ([`CONFIG_PREFIX`]): a channel takes it, keeping its last good one when an update is bad.
 //! - [`Registration`]: a key attached to a lease (TTL default 10 s) kept alive in a loop; the key
 //!   is deleted on [`Registration::deregister`] (graceful shutdown) and expires with the lease
 //!   after a crash. If etcd goes away, the server registers again when it returns.
@@ -38,6 +40,10 @@ pub fn registration_value(addr: &str) -> String {
     format!(r#"{{"Op":0,"Addr":"{addr}","Metadata":null}}"#)
 }
 
+/// Where service configs are published: `_grpc_config/SERVICE`, beside the instances'
+/// `SERVICE/` prefix and outside it, so grpc-go's resolver never reads a config as an endpoint.
+pub const CONFIG_PREFIX: &str = "_grpc_config/";
+
 /// The endpoint a registration value names.
 fn addr_of(kv: &KeyValue) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(kv.value()).ok()?;
@@ -63,8 +69,13 @@ impl EtcdDiscovery {
         }
     }
 
-    /// One session: the current set, then every change, until an error (or until nobody listens:
-    /// `Ok`).
+    /// The key a service config for this service is published under.
+    pub fn config_key(service: &str) -> String {
+        format!("{CONFIG_PREFIX}{service}")
+    }
+
+    /// One session: the current set and config, then every change, until an error (or until
+    /// nobody listens: `Ok`).
     async fn session(
         &self,
         tx: &mpsc::Sender<Change>,
@@ -74,51 +85,111 @@ impl EtcdDiscovery {
             .await
             .map_err(|e| e.to_string())?;
         let prefix = format!("{}/", self.service);
+        let config_key = Self::config_key(&self.service);
         let current = client
             .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
             .await
             .map_err(|e| e.to_string())?;
+        let config = client
+            .get(config_key.clone(), None)
+            .await
+            .map_err(|e| e.to_string())?;
         let addrs: Vec<String> = current.kvs().iter().filter_map(addr_of).collect();
         tracing::info!(service = %self.service, endpoints = ?addrs, "etcd: current endpoints");
-        if tx.send(Change::Reset(addrs)).await.is_err() {
+        let published = self.published(config.kvs().first());
+        // The config first: the first calls, let go by the endpoints, already follow it.
+        if tx.send(published).await.is_err() || tx.send(Change::Reset(addrs)).await.is_err() {
             return Ok(());
         }
         backoff.reset();
-        let revision = current.header().map_or(0, |h| h.revision());
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1);
-        let mut stream = client
-            .watch(prefix.clone(), Some(options))
+        let revision = current
+            .header()
+            .map_or(0, |h| h.revision())
+            .max(config.header().map_or(0, |h| h.revision()));
+        let from = |options: WatchOptions| options.with_start_revision(revision + 1);
+        let mut endpoints = client
+            .watch(
+                prefix.clone(),
+                Some(from(WatchOptions::new().with_prefix())),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut configs = client
+            .watch(config_key, Some(from(WatchOptions::new())))
             .await
             .map_err(|e| e.to_string())?;
         loop {
-            let response = tokio::select! {
-                r = stream.message() => r.map_err(|e| e.to_string())?.ok_or("the watch ended")?,
+            let changes = tokio::select! {
+                r = endpoints.message() => self.endpoint_changes(r, &prefix)?,
+                r = configs.message() => self.config_changes(r)?,
                 () = tx.closed() => return Ok(()),
             };
-            if response.canceled() {
-                return Err("the watch was cancelled".into());
-            }
-            for event in response.events() {
-                let Some(kv) = event.kv() else { continue };
-                let change = match event.event_type() {
-                    EventType::Put => addr_of(kv).map(Change::Insert),
-                    EventType::Delete => kv
-                        .key_str()
-                        .ok()
-                        .and_then(|k| k.strip_prefix(&prefix))
-                        .map(|a| Change::Remove(a.to_owned())),
-                };
-                if let Some(change) = change {
-                    tracing::info!(service = %self.service, ?change, "etcd: endpoint change");
-                    if tx.send(change).await.is_err() {
-                        return Ok(());
-                    }
+            for change in changes {
+                tracing::info!(service = %self.service, ?change, "etcd: change");
+                if tx.send(change).await.is_err() {
+                    return Ok(());
                 }
             }
         }
     }
+
+    /// The config change a key's value (or its absence) makes.
+    fn published(&self, kv: Option<&KeyValue>) -> Change {
+        Change::ServiceConfig {
+            source: format!("etcd key {}", Self::config_key(&self.service)),
+            json: kv.map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+        }
+    }
+
+    /// The endpoint changes in a watch response under `prefix`.
+    fn endpoint_changes(
+        &self,
+        response: WatchMessage,
+        prefix: &str,
+    ) -> Result<Vec<Change>, String> {
+        let response = watched(response)?;
+        Ok(response
+            .events()
+            .iter()
+            .filter_map(|event| {
+                let kv = event.kv()?;
+                match event.event_type() {
+                    EventType::Put => addr_of(kv).map(Change::Insert),
+                    EventType::Delete => kv
+                        .key_str()
+                        .ok()
+                        .and_then(|k| k.strip_prefix(prefix))
+                        .map(|a| Change::Remove(a.to_owned())),
+                }
+            })
+            .collect())
+    }
+
+    /// The config changes in a watch response on the config key.
+    fn config_changes(&self, response: WatchMessage) -> Result<Vec<Change>, String> {
+        let response = watched(response)?;
+        Ok(response
+            .events()
+            .iter()
+            .map(|event| match event.event_type() {
+                EventType::Put => self.published(event.kv()),
+                EventType::Delete => self.published(None),
+            })
+            .collect())
+    }
+}
+
+type WatchMessage = Result<Option<etcd_client::WatchResponse>, etcd_client::Error>;
+
+/// A watch's next response, or why the watch is over.
+fn watched(message: WatchMessage) -> Result<etcd_client::WatchResponse, String> {
+    let response = message
+        .map_err(|e| e.to_string())?
+        .ok_or("the watch ended")?;
+    if response.canceled() {
+        return Err("the watch was cancelled".into());
+    }
+    Ok(response)
 }
 
 impl Discover for EtcdDiscovery {

@@ -96,7 +96,7 @@ impl Shared {
             return Some(first.clone());
         }
         if tried.len() >= policy.max_attempts as usize
-            || self.throttle.as_ref().is_some_and(|t| !t.allows())
+            || self.live.throttle().is_some_and(|t| !t.allows())
         {
             return None;
         }
@@ -119,7 +119,7 @@ impl Shared {
         if !policy.non_fatal_codes.contains(&code) {
             return Next::Answer;
         }
-        if let Some(throttle) = &self.throttle {
+        if let Some(throttle) = self.live.throttle() {
             throttle.failed();
         }
         Next::Hedge(match pushback {

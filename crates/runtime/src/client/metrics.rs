@@ -13,6 +13,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::Shared;
+use crate::client::outlier::Reason;
 use crate::telemetry::metrics::{RpcMetrics, count_messages, encode};
 
 /// A client's metrics: go-grpc-prometheus `grpc_client_*` for every call made through the
@@ -146,7 +147,7 @@ fn encode_endpoints(
         encoder,
         (
             "calcmesh_client_endpoints",
-            "Endpoints of the target by state: eligible (takes calls), not_serving, down, connecting",
+            "Endpoints of the target by state: eligible (takes calls), not_serving, down, connecting, ejected (an outlier)",
             Gauge,
         ),
         channels.iter().flat_map(|c| {
@@ -156,6 +157,7 @@ fn encode_endpoints(
                 ("not_serving", counts.not_serving),
                 ("down", counts.down),
                 ("connecting", counts.connecting),
+                ("ejected", counts.ejected),
             ]
             .map(|(state, n)| {
                 let labels = [("target", c.target.clone()), ("state", state.to_owned())];
@@ -184,6 +186,21 @@ fn encode_endpoints(
         endpoints
             .iter()
             .map(|e| (endpoint(e), ConstCounter::new(e.1.ejections()))),
+    )?;
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_outlier_ejections",
+            "Times outlier detection ejected the endpoint, by reason (success_rate, failure_percentage)",
+            Counter,
+        ),
+        endpoints.iter().flat_map(|e| {
+            Reason::ALL.map(|reason| {
+                let [target, endpoint] = endpoint(e);
+                let labels = [target, endpoint, ("reason", reason.name().to_owned())];
+                (labels, ConstCounter::new(e.1.outliers.ejections(reason)))
+            })
+        }),
     )
 }
 
@@ -207,6 +224,24 @@ fn encode_channels(
         channels.iter().map(|c| {
             let retries = c.retries.load(Ordering::Relaxed);
             (target(c), ConstCounter::new(retries))
+        }),
+    )?;
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_service_config_updates",
+            "Service configs published for the target (etcd, DNS TXT): applied, or refused (the last good one kept)",
+            Counter,
+        ),
+        channels.iter().flat_map(|c| {
+            let updates = c.live.updates();
+            [("applied", updates.applied), ("refused", updates.refused)].map(|(outcome, n)| {
+                let labels = [
+                    ("target", c.target.clone()),
+                    ("outcome", outcome.to_owned()),
+                ];
+                (labels, ConstCounter::new(n))
+            })
         }),
     )?;
     write_family(

@@ -13,13 +13,16 @@ pub mod discovery;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod hedge;
+mod live_config;
 pub mod metrics;
+pub mod outlier;
 pub mod retry;
 pub mod service_config;
 mod target;
 mod throttle;
 
 pub use config::ClientConfig;
+pub use live_config::ConfigUpdates;
 pub use metrics::ClientMetrics;
 pub use service_config::{ServiceConfig, ServiceConfigError};
 pub use target::{ClientError, TARGET_FORMS, Target};
@@ -41,6 +44,7 @@ use tower::retry::budget::TpsBudget;
 
 use crate::client::balance::{Balancer, EndpointCounts};
 use crate::client::discovery::{Change, Discover, Dns, StaticList};
+use crate::client::live_config::LiveConfig;
 
 fn tonic_channel(authority: &str, config: &ClientConfig) -> Option<Channel> {
     let scheme = if config.tls.is_some() {
@@ -79,6 +83,7 @@ fn discovery(target: &Target, config: &ClientConfig) -> Result<Box<dyn Discover>
             host: host.clone(),
             port: *port,
             interval: config.dns_interval,
+            service_config: config.dns_service_config,
         }),
         #[cfg(feature = "etcd")]
         Target::Etcd { endpoints, service } => Box::new(crate::client::etcd::EtcdDiscovery::new(
@@ -103,52 +108,46 @@ fn discovery(target: &Target, config: &ClientConfig) -> Result<Box<dyn Discover>
 /// The target needs a feature this build lacks.
 pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, ClientError> {
     let discover = discovery(target, config)?;
+    let live = Arc::new(LiveConfig::new(
+        config.service_config.clone(),
+        config.policy,
+    ));
     let factory_config = config.clone();
-    let from_config = config.service_config.as_deref();
     let balancer = Arc::new(Balancer::new(
-        from_config
-            .and_then(|c| c.lb_policy)
-            .unwrap_or(config.policy),
-        match from_config.and_then(|c| c.health_service.clone()) {
+        live.policy(),
+        match live.get().and_then(|c| c.health_service.clone()) {
             Some(name) => Some(name),
             None => config.health_service.clone(),
         },
         move |authority| tonic_channel(authority, &factory_config),
     ));
+    tokio::spawn(detect_outliers(
+        Arc::downgrade(&balancer),
+        live.outlier_detection(),
+    ));
     let (resolved_tx, resolved) = watch::channel(false);
     let (stop, stopped) = oneshot::channel::<()>();
-    let connection_lost = balancer.connection_lost();
-    let mut changes = discover.changes(connection_lost);
-    let driver = balancer.clone();
     let discovery = Arc::new(DiscoveryStats::default());
-    let stats = discovery.clone();
+    let (driver, stats, settings) = (balancer.clone(), discovery.clone(), live.clone());
     let apply = move |change: Change| {
         match change {
             Change::Insert(a) => driver.insert(&a),
             Change::Remove(a) => driver.remove(&a),
             Change::Reset(all) => driver.reset(&all),
+            Change::ServiceConfig { source, json } => {
+                settings.publish(&source, json.as_deref(), &driver);
+                return;
+            }
         }
         stats.updated();
         let _ = resolved_tx.send(true);
     };
-    // Static targets are known now: apply them before the first call can look.
-    if matches!(target, Target::Endpoint(_) | Target::Static(_))
-        && let Some(Some(change)) = changes.next().now_or_never()
-    {
-        apply(change);
-    }
-    tokio::spawn(async move {
-        let mut stopped = stopped;
-        loop {
-            tokio::select! {
-                change = changes.next() => match change {
-                    Some(change) => apply(change),
-                    None => return,
-                },
-                _ = &mut stopped => return,
-            }
-        }
-    });
+    follow(
+        target,
+        discover.changes(balancer.connection_lost()),
+        apply,
+        stopped,
+    );
     let shared = Arc::new(Shared {
         target: target.to_string(),
         balancer,
@@ -158,10 +157,7 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
         idempotent: config.idempotent.clone(),
         connect_timeout: config.connect_timeout,
         metrics: config.metrics.clone(),
-        service_config: config.service_config.clone(),
-        throttle: from_config
-            .and_then(|c| c.retry_throttling)
-            .map(|t| Arc::new(throttle::Throttle::new(t))),
+        live,
         retries: AtomicU64::new(0),
         discovery,
         _stop: stop,
@@ -174,7 +170,58 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
     Ok(MeshChannel { shared })
 }
 
+/// Applies discovery's changes until the channel stops. Static targets are known at once: they
+/// are applied before this returns, so the first call finds them.
+fn follow(
+    target: &Target,
+    mut changes: discovery::Changes,
+    mut apply: impl FnMut(Change) + Send + 'static,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    if matches!(target, Target::Endpoint(_) | Target::Static(_))
+        && let Some(Some(change)) = changes.next().now_or_never()
+    {
+        apply(change);
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                change = changes.next() => match change {
+                    Some(change) => apply(change),
+                    None => return,
+                },
+                _ = &mut stopped => return,
+            }
+        }
+    });
+}
+
 pub(crate) use crate::error::BoxError;
+
+/// Runs outlier detection every interval while the config asks for it, until the channel is
+/// gone.
+async fn detect_outliers(
+    balancer: std::sync::Weak<Balancer>,
+    mut settings: watch::Receiver<Option<outlier::OutlierDetection>>,
+) {
+    loop {
+        let config = settings.borrow_and_update().clone();
+        let wait = config
+            .as_ref()
+            .map_or(Duration::from_secs(86_400), |c| c.interval);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            changed = settings.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
+        }
+        let (Some(config), Some(balancer)) = (config, balancer.upgrade()) else {
+            return;
+        };
+        balancer.sweep_outliers(&config);
+    }
+}
 
 /// What discovery has delivered: how often, and when last.
 #[derive(Debug, Default)]
@@ -206,10 +253,8 @@ pub(crate) struct Shared {
     /// How long a call may wait for a reconnecting endpoint.
     connect_timeout: Duration,
     metrics: Option<Arc<ClientMetrics>>,
-    /// Per-method timeouts (and the rest of the service config).
-    service_config: Option<Arc<ServiceConfig>>,
-    /// `retryThrottling`'s tokens, when the service config sets it.
-    throttle: Option<Arc<throttle::Throttle>>,
+    /// The service config now, and what is built from it (throttling's tokens).
+    live: Arc<LiveConfig>,
     /// Attempts sent again on another endpoint.
     retries: AtomicU64,
     discovery: Arc<DiscoveryStats>,
@@ -233,6 +278,12 @@ impl MeshChannel {
     /// The target this channel calls, as given.
     pub fn target(&self) -> &str {
         &self.shared.target
+    }
+
+    /// Service configs published for this channel's target (etcd, DNS) that it took or
+    /// refused.
+    pub fn service_config_updates(&self) -> ConfigUpdates {
+        self.shared.live.updates()
     }
 
     /// The metrics this channel records into, if its config gave some.

@@ -18,12 +18,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::client::balance::LbPolicy;
+use crate::client::outlier::{Algorithm, OutlierDetection};
 
 /// A parsed, validated service config.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceConfig {
     /// The balancing policy chosen from `loadBalancingConfig` (`None`: the channel's own).
     pub lb_policy: Option<LbPolicy>,
+    /// `outlier_detection_experimental` around that policy, when chosen.
+    pub outlier_detection: Option<OutlierDetection>,
     /// `healthCheckConfig.serviceName`: the service the health Watch asks about.
     pub health_service: Option<String>,
     /// `methodConfig`, in order.
@@ -208,7 +211,7 @@ impl ServiceConfig {
         let mut de = serde_json::Deserializer::from_str(json);
         let raw: Raw = serde_path_to_error::deserialize(&mut de)
             .map_err(|e| fail(e.path().to_string(), e.inner().to_string()))?;
-        let lb_policy = lb_policy(&raw).map_err(|(p, w)| fail(p, w))?;
+        let (lb_policy, outlier_detection) = lb_policy(&raw).map_err(|(p, w)| fail(p, w))?;
         let methods = raw
             .method_config
             .iter()
@@ -223,6 +226,7 @@ impl ServiceConfig {
         };
         Ok(Self {
             lb_policy,
+            outlier_detection,
             health_service: raw.health_check_config.and_then(|h| h.service_name),
             methods,
             retry_throttling,
@@ -255,10 +259,80 @@ impl ServiceConfig {
 
 type Problem = (String, String);
 
+/// This process's draw for `percentage` choices, made once so that a client keeps its choice.
+fn percentile() -> u32 {
+    static DRAW: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *DRAW.get_or_init(|| fastrand::u32(0..100))
+}
+
+/// One choice of a DNS-published config (gRFC A2).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawChoice {
+    #[serde(default)]
+    client_language: Option<Vec<String>>,
+    #[serde(default)]
+    percentage: Option<u32>,
+    #[serde(default)]
+    client_hostname: Option<Vec<String>>,
+    service_config: Value,
+}
+
+/// The service config a client picks from `_grpc_config.NAME`'s TXT strings (gRFC A2): the
+/// record starting `grpc_config=` holds a JSON list of choices; the first whose
+/// `clientLanguage` (if any) names rust, whose `percentage` (if any) this client falls in, and
+/// whose `clientHostname` (if any) names this host, gives its `serviceConfig`. `Ok(None)`: no
+/// record or no choice for this client.
+pub(crate) fn choose_from_txt(texts: &[String]) -> Result<Option<String>, String> {
+    let Some(json) = texts.iter().find_map(|t| t.strip_prefix("grpc_config=")) else {
+        return Ok(None);
+    };
+    let mut de = serde_json::Deserializer::from_str(json);
+    let choices: Vec<RawChoice> = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| format!("grpc_config at {}: {}", e.path(), e.inner()))?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let chosen = choices.into_iter().find(|c| {
+        let named = |list: &Option<Vec<String>>, me: &str| {
+            list.as_ref()
+                .is_none_or(|l| l.iter().any(|x| x.eq_ignore_ascii_case(me)))
+        };
+        named(&c.client_language, "rust")
+            && named(&c.client_hostname, host.trim())
+            && c.percentage.is_none_or(|p| percentile() < p)
+    });
+    Ok(chosen.map(|c| c.service_config.to_string()))
+}
+
 /// The first `loadBalancingConfig` entry calcmesh knows, or the deprecated `loadBalancingPolicy`.
-fn lb_policy(raw: &Raw) -> Result<Option<LbPolicy>, Problem> {
-    for (i, entry) in raw.load_balancing_config.iter().enumerate() {
-        let path = format!("loadBalancingConfig[{i}]");
+fn lb_policy(raw: &Raw) -> Result<Balancing, Problem> {
+    if let Some(chosen) = balancing(&raw.load_balancing_config, "loadBalancingConfig")? {
+        return Ok(chosen);
+    }
+    let policy = match raw.load_balancing_policy.as_deref() {
+        None => None,
+        Some("round_robin") => Some(LbPolicy::RoundRobin),
+        Some("pick_first") => Some(LbPolicy::PickFirst { shuffle: false }),
+        Some(other) => {
+            return Err((
+                "loadBalancingPolicy".into(),
+                format!("unknown policy {other:?}: expected round_robin or pick_first"),
+            ));
+        }
+    };
+    Ok((policy, None))
+}
+
+/// A balancing policy, and the outlier detection around it.
+type Balancing = (Option<LbPolicy>, Option<OutlierDetection>);
+
+/// The first entry of `entries` (at `path`) calcmesh knows; with outlier detection when that
+/// entry is `outlier_detection_experimental` around a child policy.
+fn balancing(
+    entries: &[BTreeMap<String, Value>],
+    path: &str,
+) -> Result<Option<Balancing>, Problem> {
+    for (i, entry) in entries.iter().enumerate() {
+        let path = format!("{path}[{i}]");
         let mut pairs = entry.iter();
         let (Some((name, body)), None) = (pairs.next(), pairs.next()) else {
             return Err((
@@ -267,40 +341,170 @@ fn lb_policy(raw: &Raw) -> Result<Option<LbPolicy>, Problem> {
             ));
         };
         let path = format!("{path}.{name}");
-        match name.as_str() {
-            "round_robin" => return Ok(Some(LbPolicy::RoundRobin)),
-            "pick_first" => {
-                let shuffle = match body.get("shuffleAddressList") {
-                    None => false,
-                    Some(Value::Bool(b)) => *b,
-                    Some(_) => {
-                        return Err((
-                            format!("{path}.shuffleAddressList"),
-                            "expected true or false".into(),
-                        ));
-                    }
-                };
-                return Ok(Some(LbPolicy::PickFirst { shuffle }));
-            }
-            "least_request_experimental" => match body.get("choiceCount").map(Value::as_u64) {
-                None | Some(Some(2)) => return Ok(Some(LbPolicy::LeastRequest)),
-                _ => {
-                    return Err((
-                        format!("{path}.choiceCount"),
-                        "calcmesh's least_request compares 2 endpoints: only 2 is supported".into(),
-                    ));
-                }
-            },
-            _ => continue, // gRPC skips policies it does not know and takes the next
+        if name == "outlier_detection_experimental" {
+            let (outlier, children) = outlier_detection(body, &path)?;
+            let child_path = format!("{path}.childPolicy");
+            let Some((Some(policy), _)) = balancing(&children, &child_path)? else {
+                return Err((
+                    child_path,
+                    "expected a child policy calcmesh knows: round_robin, pick_first or least_request_experimental".into(),
+                ));
+            };
+            return Ok(Some((Some(policy), Some(outlier))));
         }
+        if let Some(policy) = known_policy(name, body, &path)? {
+            return Ok(Some((Some(policy), None)));
+        }
+        // gRPC skips policies it does not know and takes the next.
     }
-    match raw.load_balancing_policy.as_deref() {
-        None => Ok(None),
-        Some("round_robin") => Ok(Some(LbPolicy::RoundRobin)),
-        Some("pick_first") => Ok(Some(LbPolicy::PickFirst { shuffle: false })),
-        Some(other) => Err((
-            "loadBalancingPolicy".into(),
-            format!("unknown policy {other:?}: expected round_robin or pick_first"),
+    Ok(None)
+}
+
+/// The policy `name` (with its settings `body`), or `None` for one calcmesh does not know.
+fn known_policy(name: &str, body: &Value, path: &str) -> Result<Option<LbPolicy>, Problem> {
+    match name {
+        "round_robin" => Ok(Some(LbPolicy::RoundRobin)),
+        "pick_first" => match body.get("shuffleAddressList") {
+            None => Ok(Some(LbPolicy::PickFirst { shuffle: false })),
+            Some(Value::Bool(shuffle)) => Ok(Some(LbPolicy::PickFirst { shuffle: *shuffle })),
+            Some(_) => Err((
+                format!("{path}.shuffleAddressList"),
+                "expected true or false".into(),
+            )),
+        },
+        "least_request_experimental" => match body.get("choiceCount").map(Value::as_u64) {
+            None | Some(Some(2)) => Ok(Some(LbPolicy::LeastRequest)),
+            _ => Err((
+                format!("{path}.choiceCount"),
+                "calcmesh's least_request compares 2 endpoints: only 2 is supported".into(),
+            )),
+        },
+        _ => Ok(None),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawOutlier {
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    base_ejection_time: Option<String>,
+    #[serde(default)]
+    max_ejection_time: Option<String>,
+    #[serde(default)]
+    max_ejection_percent: Option<u32>,
+    #[serde(default)]
+    success_rate_ejection: Option<RawAlgorithm>,
+    #[serde(default)]
+    failure_percentage_ejection: Option<RawAlgorithm>,
+    #[serde(default)]
+    child_policy: Vec<BTreeMap<String, Value>>,
+}
+
+/// Both algorithms' fields; `stdevFactor` belongs to success rate, `threshold` to failure
+/// percentage (checked in [`algorithm`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawAlgorithm {
+    #[serde(default)]
+    stdev_factor: Option<u32>,
+    #[serde(default)]
+    threshold: Option<u32>,
+    #[serde(default)]
+    enforcement_percentage: Option<u32>,
+    #[serde(default)]
+    minimum_hosts: Option<u32>,
+    #[serde(default)]
+    request_volume: Option<u32>,
+}
+
+/// `outlier_detection_experimental`'s settings with A50's defaults, and its child policies.
+fn outlier_detection(
+    body: &Value,
+    path: &str,
+) -> Result<(OutlierDetection, Vec<BTreeMap<String, Value>>), Problem> {
+    let raw: RawOutlier = serde_path_to_error::deserialize(body.clone()).map_err(|e| {
+        let inner = e.path().to_string();
+        let at = if inner == "." {
+            path.to_owned()
+        } else {
+            format!("{path}.{inner}")
+        };
+        let what = e.inner().to_string();
+        (
+            at,
+            what.replace("struct RawOutlier", "an object")
+                .replace("struct RawAlgorithm", "an object"),
+        )
+    })?;
+    let time = |field: &str, value: &Option<String>, default: u64| match value {
+        Some(text) => duration(text).map_err(|w| (format!("{path}.{field}"), w)),
+        None => Ok(Duration::from_secs(default)),
+    };
+    let success_rate = match &raw.success_rate_ejection {
+        Some(r) => Some(algorithm(path, "successRateEjection", r)?),
+        None => None,
+    };
+    let failure_percentage = match &raw.failure_percentage_ejection {
+        Some(r) => Some(algorithm(path, "failurePercentageEjection", r)?),
+        None => None,
+    };
+    let config = OutlierDetection {
+        interval: time("interval", &raw.interval, 10)?,
+        base_ejection_time: time("baseEjectionTime", &raw.base_ejection_time, 30)?,
+        max_ejection_time: time("maxEjectionTime", &raw.max_ejection_time, 300)?,
+        max_ejection_percent: percent(path, "maxEjectionPercent", raw.max_ejection_percent, 10)?,
+        success_rate,
+        failure_percentage,
+    };
+    if config.interval.is_zero() {
+        return Err((format!("{path}.interval"), "expected more than 0s".into()));
+    }
+    Ok((config, raw.child_policy))
+}
+
+/// `successRateEjection` or `failurePercentageEjection` (`field`), with A50's defaults.
+fn algorithm(path: &str, field: &str, raw: &RawAlgorithm) -> Result<Algorithm, Problem> {
+    let at = format!("{path}.{field}");
+    let success_rate = field == "successRateEjection";
+    let (misplaced, name) = if success_rate {
+        (raw.threshold.is_some(), "threshold")
+    } else {
+        (raw.stdev_factor.is_some(), "stdevFactor")
+    };
+    if misplaced {
+        return Err((
+            format!("{at}.{name}"),
+            format!("{name} belongs to the other algorithm"),
+        ));
+    }
+    let factor = match success_rate {
+        true => raw.stdev_factor.unwrap_or(1900),
+        false => percent(&at, "threshold", raw.threshold, 85)?,
+    };
+    Ok(Algorithm {
+        factor,
+        enforcement_percentage: percent(
+            &at,
+            "enforcementPercentage",
+            raw.enforcement_percentage,
+            100,
+        )?,
+        minimum_hosts: raw.minimum_hosts.unwrap_or(5),
+        request_volume: raw
+            .request_volume
+            .unwrap_or(if success_rate { 100 } else { 50 }),
+    })
+}
+
+/// A percentage field at `path.field` (default `default`), 0 to 100.
+fn percent(path: &str, field: &str, value: Option<u32>, default: u32) -> Result<u32, Problem> {
+    match value.unwrap_or(default) {
+        p if p <= 100 => Ok(p),
+        p => Err((
+            format!("{path}.{field}"),
+            format!("{p} is not a percentage (0 to 100)"),
         )),
     }
 }
@@ -568,11 +772,77 @@ mod tests {
                 "42",
                 "at the top: invalid type: integer `42`, expected an object",
             ),
+            (
+                r#"{"loadBalancingConfig": [{"outlier_detection_experimental": {"maxEjectionPercent": 150, "childPolicy": [{"round_robin": {}}]}}]}"#,
+                "at loadBalancingConfig[0].outlier_detection_experimental.maxEjectionPercent: 150 is not a percentage (0 to 100)",
+            ),
+            (
+                r#"{"loadBalancingConfig": [{"outlier_detection_experimental": {"childPolicy": [{"ring_hash_experimental": {}}]}}]}"#,
+                "at loadBalancingConfig[0].outlier_detection_experimental.childPolicy: expected a child policy calcmesh knows",
+            ),
+            (
+                r#"{"loadBalancingConfig": [{"outlier_detection_experimental": {"successRateEjection": {"threshold": 5}, "childPolicy": [{"round_robin": {}}]}}]}"#,
+                "at loadBalancingConfig[0].outlier_detection_experimental.successRateEjection.threshold: threshold belongs to the other algorithm",
+            ),
+            (
+                r#"{"loadBalancingConfig": [{"outlier_detection_experimental": {"intervall": "1s"}}]}"#,
+                "at loadBalancingConfig[0].outlier_detection_experimental.intervall: unknown field `intervall`",
+            ),
         ];
         for (json, want) in cases {
             let got = error(json);
             assert!(got.contains(want), "{json}\n got: {got}\nwant: {want}");
         }
+    }
+
+    #[test]
+    fn outlier_detection_takes_a50_defaults_and_its_child_policy() {
+        let json = r#"{"loadBalancingConfig": [{"outlier_detection_experimental": {
+            "failurePercentageEjection": {}, "childPolicy": [{"weighted_round_robin": {}}, {"pick_first": {}}]}}]}"#;
+        let c = ServiceConfig::parse("f.json", json).unwrap();
+        assert_eq!(c.lb_policy, Some(LbPolicy::PickFirst { shuffle: false }));
+        let od = c.outlier_detection.unwrap();
+        assert_eq!(
+            (
+                od.interval,
+                od.base_ejection_time,
+                od.max_ejection_time,
+                od.max_ejection_percent
+            ),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                Duration::from_secs(300),
+                10
+            )
+        );
+        assert_eq!(od.success_rate, None);
+        let fp = od.failure_percentage.unwrap();
+        assert_eq!(
+            (
+                fp.factor,
+                fp.enforcement_percentage,
+                fp.minimum_hosts,
+                fp.request_volume
+            ),
+            (85, 100, 5, 50)
+        );
+    }
+
+    #[test]
+    fn a_dns_config_is_chosen_as_grpc_chooses() {
+        let txt = |s: &str| vec!["v=spf1 -all".to_owned(), format!("grpc_config={s}")];
+        let choices = r#"[
+          {"clientLanguage": ["go"], "serviceConfig": {"loadBalancingConfig": [{"pick_first": {}}]}},
+          {"clientLanguage": ["RUST", "java"], "serviceConfig": {"loadBalancingConfig": [{"round_robin": {}}]}}]"#;
+        let chosen = choose_from_txt(&txt(choices)).unwrap().unwrap();
+        assert!(chosen.contains("round_robin"), "{chosen}");
+        let nobody = r#"[{"percentage": 0, "serviceConfig": {}}]"#;
+        assert_eq!(choose_from_txt(&txt(nobody)), Ok(None));
+        assert_eq!(choose_from_txt(&["v=spf1 -all".into()]), Ok(None));
+        let typo = r#"[{"serviceConfig": {}, "clientLanguages": []}]"#;
+        let err = choose_from_txt(&txt(typo)).unwrap_err();
+        assert!(err.starts_with("grpc_config at [0].clientLanguages: unknown field"), "{err}");
     }
 
     #[test]
