@@ -388,7 +388,12 @@ async fn with_hedging_no_evaluation_waits_for_a_frozen_calculator() {
         let load = bench_evaluate(&evaluator, "3s");
         let chaos = async {
             let busy = || async { frozen.attempts().await > 0 };
-            common::eventually("load reaches the calculator", std::time::Duration::from_secs(5), busy).await;
+            common::eventually(
+                "load reaches the calculator",
+                std::time::Duration::from_secs(5),
+                busy,
+            )
+            .await;
             frozen.process.signal("-STOP").await;
             tokio::time::sleep(std::time::Duration::from_secs(2)).await; // the freeze itself
             frozen.process.signal("-CONT").await;
@@ -397,9 +402,15 @@ async fn with_hedging_no_evaluation_waits_for_a_frozen_calculator() {
         let slowest_ms = report["latency_us"]["max"].as_u64().unwrap() / 1000;
         assert_eq!(report["failed"], 0, "no evaluation fails: {report}");
         if frozen_wait {
-            assert!(slowest_ms >= 1900, "without hedging a call waits out the freeze: {slowest_ms} ms");
+            assert!(
+                slowest_ms >= 1900,
+                "without hedging a call waits out the freeze: {slowest_ms} ms"
+            );
         } else {
-            assert!(slowest_ms < 1000, "with hedging none waits for the frozen one: {slowest_ms} ms");
+            assert!(
+                slowest_ms < 1000,
+                "with hedging none waits for the frozen one: {slowest_ms} ms"
+            );
         }
     }
 }

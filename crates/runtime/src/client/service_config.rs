@@ -842,7 +842,10 @@ mod tests {
         assert_eq!(choose_from_txt(&["v=spf1 -all".into()]), Ok(None));
         let typo = r#"[{"serviceConfig": {}, "clientLanguages": []}]"#;
         let err = choose_from_txt(&txt(typo)).unwrap_err();
-        assert!(err.starts_with("grpc_config at [0].clientLanguages: unknown field"), "{err}");
+        assert!(
+            err.starts_with("grpc_config at [0].clientLanguages: unknown field"),
+            "{err}"
+        );
     }
 
     #[test]
