@@ -381,6 +381,15 @@ pub(crate) struct ServerArgs {
     /// disconnected (TCP keepalive and TCP_USER_TIMEOUT), 1s to 9h.
     #[arg(long, env = "CALCMESH_KEEPALIVE_TIMEOUT", default_value_t = ServerConfig::default().keepalive_timeout.into())]
     pub(crate) keepalive_timeout: humantime::Duration,
+    /// The least time a client must leave between HTTP/2 PINGs (gRFC A8, as grpc-go's
+    /// MinTime): a client that pings sooner three times gets GOAWAY ENHANCE_YOUR_CALM
+    /// "too_many_pings" and its connection is closed. A client keepalive of this or longer is
+    /// safe (calcmesh clients default to 5m).
+    #[arg(long, env = "CALCMESH_KEEPALIVE_MIN_TIME", default_value_t = ServerConfig::default().ping_policy.min_time.into())]
+    pub(crate) keepalive_min_time: humantime::Duration,
+    /// Let clients ping while they have no call open (otherwise they may only every 2 hours).
+    #[arg(long, env = "CALCMESH_KEEPALIVE_PERMIT_WITHOUT_CALLS")]
+    pub(crate) keepalive_permit_without_calls: bool,
     /// Listen backlog: connections the kernel queues before they are accepted.
     #[arg(long, env = "CALCMESH_BACKLOG", default_value_t = ServerConfig::default().backlog)]
     pub(crate) backlog: u32,
@@ -503,6 +512,10 @@ impl ServerArgs {
             max_connection_age_grace: self.max_connection_age_grace.into(),
             handshake_timeout: self.handshake_timeout.into(),
             faults: self.fault.clone().into(),
+            ping_policy: calcmesh_runtime::server::keepalive::PingPolicy {
+                min_time: self.keepalive_min_time.into(),
+                permit_without_calls: self.keepalive_permit_without_calls,
+            },
             ..ServerConfig::default()
         })
     }

@@ -218,6 +218,7 @@ mod raw {
     pub(crate) const SETTINGS: u8 = 4;
     pub(crate) const HEADERS: u8 = 1;
     pub(crate) const RST_STREAM: u8 = 3;
+    pub(crate) const PING: u8 = 6;
     pub(crate) const GOAWAY: u8 = 7;
     pub(crate) const END_HEADERS: u8 = 0x4;
 
@@ -424,6 +425,40 @@ async fn compressed_bombs_stop_at_the_size_limit_without_being_inflated() {
         grown_mib < 64,
         "the server's peak memory grew by {grown_mib} MiB"
     );
+    still_answers(&server.addr).await;
+    stops_cleanly(server).await;
+}
+
+/// gRFC A8's keepalive enforcement: the server (default: pings at most every 5 min, and every
+/// 2 hours without a call open) takes the first ping, forgives two more that come too soon, and
+/// answers the next with GOAWAY ENHANCE_YOUR_CALM "too_many_pings", as grpc-go's server does.
+#[tokio::test]
+async fn pings_sooner_than_the_server_allows_get_goaway_too_many_pings() {
+    let server = calculator().await;
+    let mut tcp = raw_connection(&server.addr).await;
+    let is_ack = |(k, _, _): &(u8, u32, Vec<u8>)| *k == raw::PING;
+    for i in 0..3u8 {
+        tcp.write_all(&raw::frame(raw::PING, 0, 0, &[i; 8]))
+            .await
+            .unwrap();
+        let frames = read_frames(&mut tcp, |f| f.iter().any(is_ack)).await;
+        assert!(
+            frames.iter().any(is_ack),
+            "ping {i} is answered: {frames:?}"
+        );
+    }
+    tcp.write_all(&raw::frame(raw::PING, 0, 0, &[3; 8]))
+        .await
+        .unwrap();
+    let frames = read_frames(&mut tcp, |f| f.iter().any(|(k, _, _)| *k == raw::GOAWAY)).await;
+    let (_, _, goaway) = frames
+        .iter()
+        .find(|(k, _, _)| *k == raw::GOAWAY)
+        .expect("a GOAWAY ends the connection");
+    let code = u32::from_be_bytes([goaway[4], goaway[5], goaway[6], goaway[7]]);
+    assert_eq!(code, 11, "ENHANCE_YOUR_CALM");
+    assert_eq!(&goaway[8..], b"too_many_pings");
+    drop(tcp);
     still_answers(&server.addr).await;
     stops_cleanly(server).await;
 }

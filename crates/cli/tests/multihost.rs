@@ -377,6 +377,9 @@ async fn calculator(net: &Network, certs: &Path, i: usize, port: u16) -> ServerP
             "2s",
             "--grace-period",
             "2s",
+            // The evaluator pings every second to notice a host gone silent: allowed here.
+            "--keepalive-min-time",
+            "1s",
         ],
         "listening on ",
     )
@@ -508,6 +511,9 @@ async fn a_mesh_across_hosts_survives_a_cut_host_and_a_lost_etcd_member() {
                 "198.18.0.3:50050",
                 "--admin",
                 "198.18.0.3:9090",
+                // bench pings every second to notice a host gone silent: allowed here.
+                "--keepalive-min-time",
+                "1s",
                 "--calculator",
                 &calculators,
                 "--connect-timeout",

@@ -414,3 +414,31 @@ async fn with_hedging_no_evaluation_waits_for_a_frozen_calculator() {
         }
     }
 }
+
+/// Keepalive enforcement (gRFC A8) judged by grpc-go: a grpc-go client pinging every 10 s (the
+/// least it allows) with no call open is sent GOAWAY ENHANCE_YOUR_CALM "too_many_pings" by a
+/// calcmesh server on its defaults (pings every 5 min at most, every 2 hours without a call),
+/// and grpc-go recognises it for what it is (it says so, and doubles its keepalive time).
+#[tokio::test]
+async fn an_aggressive_grpc_go_keepalive_is_told_too_many_pings() {
+    let server = FaultyServer::start(&[]).await;
+    let program = root().join("target/interop/go/bin/calc-calls");
+    let args = [
+        "-target",
+        server.grpc.as_str(),
+        "-n",
+        "1",
+        "-keepalive",
+        "10s",
+        "-linger",
+        "35s",
+    ];
+    let out = run(program, &args, "").await;
+    assert!(
+        out.stderr.contains(
+            r#"Client received GoAway with error code ENHANCE_YOUR_CALM and debug data equal to ASCII "too_many_pings""#
+        ),
+        "grpc-go: {}",
+        out.stderr
+    );
+}

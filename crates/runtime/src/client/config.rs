@@ -12,7 +12,8 @@ use crate::client::balance::LbPolicy;
 pub struct ClientConfig {
     /// How long to wait for a TCP connection. Default 5 s.
     pub connect_timeout: Duration,
-    /// How often to PING an idle HTTP/2 connection. Default 60 s.
+    /// How often to PING an idle HTTP/2 connection. Default 5 min: what gRPC servers (calcmesh,
+    /// grpc-go, grpc-java) allow by default; sooner, they answer GOAWAY "too_many_pings".
     pub keepalive_interval: Duration,
     /// How long to wait for the PING ack. Default 20 s.
     pub keepalive_timeout: Duration,
@@ -46,7 +47,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(5),
-            keepalive_interval: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(300),
             keepalive_timeout: Duration::from_secs(20),
             policy: LbPolicy::default(),
             health_service: Some(String::new()),

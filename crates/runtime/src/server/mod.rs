@@ -15,6 +15,7 @@ pub mod authz;
 mod encoding;
 pub mod fault;
 pub mod health;
+pub mod keepalive;
 pub mod limits;
 
 use std::convert::Infallible;
@@ -34,6 +35,7 @@ use tonic::service::RoutesBuilder;
 use crate::server::authz::{AuthzLayer, AuthzPolicy};
 use crate::server::fault::FaultLayer;
 use crate::server::health::HealthState;
+use crate::server::keepalive::Policed;
 use crate::server::limits::MessageSizeLimitLayer;
 use crate::telemetry::metrics::{RpcTelemetryLayer, ServerMetrics};
 use crate::tls::{Conn, ServerTls};
@@ -79,6 +81,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Faults to inject, for drills (see [`fault`]). Default: none.
     pub faults: Arc<[fault::Fault]>,
+    /// How often clients may ping (see [`keepalive`]). Default: every 5 min, while a call is
+    /// open, as in gRPC.
+    pub ping_policy: keepalive::PingPolicy,
 }
 
 /// The response header naming the instance that answered (see [`ServerConfig::advertise`]).
@@ -102,6 +107,7 @@ impl Default for ServerConfig {
             max_connection_age_grace: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             faults: Arc::new([]),
+            ping_policy: keepalive::PingPolicy::default(),
         }
     }
 }
@@ -426,10 +432,11 @@ fn accept(
     listener: TcpListener,
     config: &ServerConfig,
     stats: Arc<ServerStats>,
-) -> ReceiverStream<std::io::Result<Preface>> {
+) -> ReceiverStream<std::io::Result<Policed<Preface>>> {
     let (tx, rx) = mpsc::channel(64);
     let (tls, handshake) = (config.tls.clone(), config.handshake_timeout);
     let keepalive = (config.keepalive_interval, config.keepalive_timeout);
+    let pings = config.ping_policy;
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -452,7 +459,10 @@ fn accept(
             let deadline = tokio::time::Instant::now() + handshake;
             let Some(tls) = &tls else {
                 if tx
-                    .send(Ok(Preface::new(Conn::Plain(tcp), deadline)))
+                    .send(Ok(Policed::new(
+                        Preface::new(Conn::Plain(tcp), deadline),
+                        pings,
+                    )))
                     .await
                     .is_err()
                 {
@@ -465,7 +475,9 @@ fn accept(
                 match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         let conn = Conn::Tls(Box::new(stream));
-                        let _ = tx.send(Ok(Preface::new(conn, deadline))).await;
+                        let _ = tx
+                            .send(Ok(Policed::new(Preface::new(conn, deadline), pings)))
+                            .await;
                     }
                     Ok(Err(err)) => tracing::warn!(%peer, %err, "TLS handshake failed"),
                     Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
@@ -600,7 +612,7 @@ mod tests {
         let mut incoming = accept(listener, &config, Arc::default());
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let conn = incoming.next().await.unwrap().unwrap();
-        let Conn::Plain(tcp) = &conn.conn else {
+        let Conn::Plain(tcp) = &conn.get_ref().conn else {
             panic!("a plaintext server accepted a TLS connection");
         };
         let socket = socket2::SockRef::from(tcp);

@@ -4,6 +4,7 @@
 // the same faulty server, and compare (retries, pushback, throttling, timeouts, waitForReady).
 //
 //	calls -target 127.0.0.1:50051 -service-config '{"methodConfig": [...]}' -n 10
+//	calls -target 127.0.0.1:50051 -n 1 -keepalive 10s -linger 45s   # an aggressive keepalive
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	pb "calcmesh.invalid/interop/go/calculator/calculatorpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -39,6 +41,8 @@ func main() {
 	config := flag.String("service-config", "", "a gRPC service config: JSON, or a file of it")
 	n := flag.Int("n", 10, "calls to make, one after another")
 	timeout := flag.Duration("timeout", 10*time.Second, "deadline per call")
+	ping := flag.Duration("keepalive", 0, "ping the server this often, calls or not (grpc-go allows 10s at least; 0: no pings)")
+	linger := flag.Duration("linger", 0, "keep the connection this long after the calls (to watch keepalives)")
 	flag.Parse()
 	json_, err := serviceConfig(*config)
 	if err != nil {
@@ -48,6 +52,10 @@ func main() {
 	options := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if json_ != "" {
 		options = append(options, grpc.WithDefaultServiceConfig(json_))
+	}
+	if *ping > 0 {
+		params := keepalive.ClientParameters{Time: *ping, Timeout: 5 * time.Second, PermitWithoutStream: true}
+		options = append(options, grpc.WithKeepaliveParams(params))
 	}
 	conn, err := grpc.NewClient(*target, options...)
 	if err != nil {
@@ -66,4 +74,5 @@ func main() {
 	}
 	out, _ := json.Marshal(map[string]any{"status": counts, "seconds": time.Since(start).Seconds()})
 	fmt.Println(string(out))
+	time.Sleep(*linger)
 }

@@ -1,0 +1,465 @@
+//! Keepalive enforcement (gRFC A8, as grpc-go and grpc-java servers do it): a client that pings
+//! more often than the server allows gets a GOAWAY with ENHANCE_YOUR_CALM and the debug data
+//! `too_many_pings`, and its connection is closed — so a fleet of clients with aggressive
+//! keepalives cannot keep a server busy answering pings.
+//!
+//! hyper answers PINGs itself and offers no policy, so [`Policed`] watches the HTTP/2 frames on
+//! the connection: the client's, to see its PINGs and the streams it opens or resets, and the
+//! server's, to see streams end and to find a frame boundary where the GOAWAY can go. A PING
+//! counts as a strike when it comes sooner than `min_time` after the last one — or, with no call
+//! open and `permit_without_calls` off, sooner than two hours after it. Sending data or headers
+//! forgives the strikes, and the third strike closes the connection, as in grpc-go.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// What a server allows its clients' keepalives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingPolicy {
+    /// The least time between a client's pings. Default 5 min, as in gRPC.
+    pub min_time: Duration,
+    /// Whether a client may ping while it has no call open (then at most every two hours).
+    /// Default false, as in gRPC.
+    pub permit_without_calls: bool,
+}
+
+impl Default for PingPolicy {
+    fn default() -> Self {
+        Self {
+            min_time: Duration::from_secs(300),
+            permit_without_calls: false,
+        }
+    }
+}
+
+/// How often a client with no call open may ping when that is not permitted (gRPC's value).
+const IDLE_PING_TIME: Duration = Duration::from_secs(2 * 60 * 60);
+/// Strikes forgiven; one more closes the connection (grpc-go's `maxPingStrikes`).
+const MAX_STRIKES: u32 = 2;
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADER_LEN: usize = 9;
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const PING: u8 = 6;
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+/// A frame header seen on one direction of the connection.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+}
+
+/// Finds frame headers in one direction's bytes as they pass.
+#[derive(Debug)]
+struct Framer {
+    /// Bytes still to skip: the preface, then each frame's payload.
+    skip: usize,
+    header: [u8; HEADER_LEN],
+    filled: usize,
+}
+
+impl Framer {
+    fn new(preface: usize) -> Self {
+        Self {
+            skip: preface,
+            header: [0; HEADER_LEN],
+            filled: 0,
+        }
+    }
+
+    /// Whether the bytes so far end exactly at a frame boundary.
+    fn at_boundary(&self) -> bool {
+        self.skip == 0 && self.filled == 0
+    }
+
+    /// Feeds `bytes`, calling `seen` for each complete frame header.
+    fn feed(&mut self, mut bytes: &[u8], mut seen: impl FnMut(Frame)) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (HEADER_LEN - self.filled).min(bytes.len());
+            self.header[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == HEADER_LEN {
+                let h = self.header;
+                self.filled = 0;
+                self.skip = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                seen(Frame {
+                    kind: h[3],
+                    flags: h[4],
+                    stream,
+                });
+            }
+        }
+    }
+}
+
+/// The policy's view of one connection.
+#[derive(Debug)]
+struct Referee {
+    policy: PingPolicy,
+    open: HashSet<u32>,
+    last_stream: u32,
+    last_ping: Option<Instant>,
+    strikes: u32,
+}
+
+impl Referee {
+    /// A frame from the client; `true` when it was one ping too many.
+    fn client_sent(&mut self, frame: Frame) -> bool {
+        match frame.kind {
+            HEADERS if frame.stream > self.last_stream => {
+                self.last_stream = frame.stream;
+                self.open.insert(frame.stream);
+            }
+            RST_STREAM => {
+                self.open.remove(&frame.stream);
+            }
+            PING if frame.flags & ACK == 0 => return self.ping(Instant::now()),
+            _ => {}
+        }
+        false
+    }
+
+    /// A frame from the server: its data and headers forgive strikes; its stream ends close
+    /// calls.
+    fn server_sent(&mut self, frame: Frame) {
+        if matches!(frame.kind, DATA | HEADERS) {
+            self.strikes = 0;
+        }
+        let ends = matches!(frame.kind, DATA | HEADERS) && frame.flags & END_STREAM != 0;
+        if ends || frame.kind == RST_STREAM {
+            self.open.remove(&frame.stream);
+        }
+    }
+
+    fn ping(&mut self, now: Instant) -> bool {
+        let allowed = if self.open.is_empty() && !self.policy.permit_without_calls {
+            IDLE_PING_TIME
+        } else {
+            self.policy.min_time
+        };
+        if self.last_ping.is_some_and(|last| now < last + allowed) {
+            self.strikes += 1;
+        }
+        self.last_ping = Some(now);
+        self.strikes > MAX_STRIKES
+    }
+
+    /// GOAWAY(last stream, ENHANCE_YOUR_CALM, "too_many_pings").
+    fn goaway(&self) -> Vec<u8> {
+        let debug = b"too_many_pings";
+        let length = (8 + debug.len()) as u32;
+        let mut frame = length.to_be_bytes()[1..].to_vec();
+        frame.extend([7, 0, 0, 0, 0, 0]);
+        frame.extend(self.last_stream.to_be_bytes());
+        frame.extend(ENHANCE_YOUR_CALM.to_be_bytes());
+        frame.extend(debug);
+        frame
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A server connection whose client's pings are held to a [`PingPolicy`].
+    pub(crate) struct Policed<T> {
+        #[pin]
+        inner: T,
+        referee: Referee,
+        reading: Framer,
+        writing: Framer,
+        // The GOAWAY to send, and how much of it is sent.
+        goaway: Option<(Vec<u8>, usize)>,
+        // hyper's reader, woken once the GOAWAY can go out, and once it is out.
+        reader: Option<Waker>,
+        // Preface bytes matched so far; `None` once the connection proved not to be HTTP/2
+        // with prior knowledge (HTTP/1.1, e.g. gRPC-Web): then nothing is policed.
+        preface: Option<usize>,
+    }
+}
+
+impl<T> Policed<T> {
+    pub(crate) fn new(inner: T, policy: PingPolicy) -> Self {
+        Self {
+            inner,
+            referee: Referee {
+                policy,
+                open: HashSet::new(),
+                last_stream: 0,
+                last_ping: None,
+                strikes: 0,
+            },
+            reading: Framer::new(PREFACE.len()),
+            writing: Framer::new(0),
+            goaway: None,
+            reader: None,
+            preface: Some(0),
+        }
+    }
+}
+
+impl<T> Policed<T> {
+    /// The connection beneath.
+    #[cfg(test)]
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsyncWrite> Policed<T> {
+    /// Writes what is left of the GOAWAY, if the server's bytes are at a frame boundary:
+    /// `Ready(true)` once it is all out.
+    fn send_goaway(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
+        let mut this = self.project();
+        let Some((frame, sent)) = this.goaway.as_mut() else {
+            return Poll::Ready(Ok(false));
+        };
+        if !this.writing.at_boundary() {
+            return Poll::Ready(Ok(false));
+        }
+        while *sent < frame.len() {
+            let n = std::task::ready!(this.inner.as_mut().poll_write(cx, &frame[*sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            *sent += n;
+        }
+        std::task::ready!(this.inner.as_mut().poll_flush(cx))?;
+        if let Some(reader) = this.reader.take() {
+            reader.wake();
+        }
+        Poll::Ready(Ok(true))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite> AsyncRead for Policed<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.goaway.is_some() {
+            // The GOAWAY goes out, then hyper reads the end of the connection.
+            return match self.as_mut().send_goaway(cx)? {
+                Poll::Ready(true) => Poll::Ready(Ok(())),
+                _ => {
+                    *self.as_mut().project().reader = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            };
+        }
+        let this = self.as_mut().project();
+        let before = buf.filled().len();
+        std::task::ready!(this.inner.poll_read(cx, buf))?;
+        if let Some(matched) = this.preface.as_mut() {
+            let read = &buf.filled()[before..];
+            let n = read.len().min(PREFACE.len() - *matched);
+            if read[..n] == PREFACE[*matched..*matched + n] {
+                *matched += n;
+            } else {
+                *this.preface = None;
+            }
+        }
+        if this.preface.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        let (referee, mut calm) = (this.referee, true);
+        this.reading.feed(&buf.filled()[before..], |frame| {
+            calm &= !referee.client_sent(frame);
+        });
+        if !calm {
+            tracing::warn!(
+                strikes = referee.strikes,
+                "client pings too often: GOAWAY ENHANCE_YOUR_CALM too_many_pings"
+            );
+            *this.goaway = Some((referee.goaway(), 0));
+            buf.set_filled(before);
+            return self.poll_read(cx, buf);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Policed<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.goaway.is_some() && std::task::ready!(self.as_mut().send_goaway(cx))? {
+            return Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()));
+        }
+        let this = self.project();
+        let n = std::task::ready!(this.inner.poll_write(cx, bytes))?;
+        if this.preface.is_none() {
+            return Poll::Ready(Ok(n));
+        }
+        let referee = this.referee;
+        this.writing
+            .feed(&bytes[..n], |frame| referee.server_sent(frame));
+        if this.goaway.is_some() && this.writing.at_boundary() {
+            // A frame boundary at last: the reader sends the GOAWAY.
+            if let Some(reader) = this.reader.take() {
+                reader.wake();
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected for Policed<T> {
+    type ConnectInfo = T::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn referee(min_time: u64, permit_without_calls: bool) -> Referee {
+        Referee {
+            policy: PingPolicy {
+                min_time: Duration::from_secs(min_time),
+                permit_without_calls,
+            },
+            open: HashSet::new(),
+            last_stream: 0,
+            last_ping: None,
+            strikes: 0,
+        }
+    }
+
+    fn header(kind: u8, flags: u8, stream: u32, len: u32) -> Vec<u8> {
+        let mut h = len.to_be_bytes()[1..].to_vec();
+        h.extend([kind, flags]);
+        h.extend(stream.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn frames_are_found_across_reads_of_any_size() {
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend(header(HEADERS, 4, 1, 3));
+        bytes.extend([1, 2, 3]);
+        bytes.extend(header(PING, 0, 0, 8));
+        bytes.extend([0; 8]);
+        for chunk in [1, 2, 5, 100] {
+            let mut framer = Framer::new(PREFACE.len());
+            let mut seen = Vec::new();
+            for piece in bytes.chunks(chunk) {
+                framer.feed(piece, |f| seen.push((f.kind, f.stream)));
+            }
+            assert_eq!(seen, [(HEADERS, 1), (PING, 0)], "chunks of {chunk}");
+            assert!(framer.at_boundary());
+        }
+    }
+
+    #[test]
+    fn the_third_early_ping_is_one_too_many_and_server_data_forgives() {
+        let mut r = referee(60, false);
+        r.client_sent(Frame {
+            kind: HEADERS,
+            flags: 0,
+            stream: 1,
+        });
+        let t = Instant::now();
+        assert!(!r.ping(t), "the first ping is no strike");
+        assert!(!r.ping(t + Duration::from_secs(1)));
+        assert!(!r.ping(t + Duration::from_secs(2)));
+        r.server_sent(Frame {
+            kind: DATA,
+            flags: 0,
+            stream: 1,
+        });
+        assert!(
+            !r.ping(t + Duration::from_secs(3)),
+            "data forgave the two strikes"
+        );
+        assert!(!r.ping(t + Duration::from_secs(4)));
+        assert!(r.ping(t + Duration::from_secs(5)), "the third strike");
+    }
+
+    #[test]
+    fn without_calls_pings_wait_two_hours_unless_permitted() {
+        let t = Instant::now();
+        let mut idle = referee(60, false);
+        let mut permitted = referee(60, true);
+        for r in [&mut idle, &mut permitted] {
+            r.ping(t);
+            for minutes in 1..=3 {
+                r.ping(t + Duration::from_secs(61 * minutes));
+            }
+        }
+        assert_eq!((idle.strikes, permitted.strikes), (3, 0));
+        let mut ended = referee(60, false);
+        ended.client_sent(Frame {
+            kind: HEADERS,
+            flags: 0,
+            stream: 1,
+        });
+        ended.server_sent(Frame {
+            kind: HEADERS,
+            flags: END_STREAM,
+            stream: 1,
+        });
+        assert!(ended.open.is_empty(), "trailers end the call");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_is_not_http2_passes_untouched() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut policed = Policed::new(server, PingPolicy::default());
+        let mut sent = b"POST /calculator.Calculator/Calculate HTTP/1.1\r\n\r\n".to_vec();
+        for i in 0..5u8 {
+            sent.extend(header(PING, 0, 0, 8));
+            sent.extend([i; 8]);
+        }
+        client.write_all(&sent).await.unwrap();
+        drop(client);
+        let mut read = Vec::new();
+        policed.read_to_end(&mut read).await.unwrap();
+        assert_eq!(read, sent, "no GOAWAY, nothing dropped");
+    }
+
+    #[test]
+    fn the_goaway_says_enhance_your_calm_too_many_pings() {
+        let mut r = referee(60, false);
+        r.client_sent(Frame {
+            kind: HEADERS,
+            flags: 0,
+            stream: 7,
+        });
+        let frame = r.goaway();
+        assert_eq!(&frame[..9], &header(7, 0, 0, 22)[..]);
+        assert_eq!(&frame[9..13], &7u32.to_be_bytes());
+        assert_eq!(&frame[13..17], &ENHANCE_YOUR_CALM.to_be_bytes());
+        assert_eq!(&frame[17..], b"too_many_pings");
+    }
+}
