@@ -448,6 +448,14 @@ pub(crate) struct ServerArgs {
     /// After --max-connection-age, how long calls on the old connection may take.
     #[arg(long, env = "CALCMESH_MAX_CONNECTION_AGE_GRACE", default_value_t = ServerConfig::default().max_connection_age_grace.into())]
     pub(crate) max_connection_age_grace: humantime::Duration,
+    /// Serve gRPC-Web too (HTTP/1.1 or HTTP/2), so browser pages can call this server's RPCs
+    /// (unary and server streaming). Off unless given.
+    #[arg(long, env = "CALCMESH_GRPC_WEB")]
+    pub(crate) grpc_web: bool,
+    /// An origin whose pages may call over gRPC-Web (CORS), e.g. http://127.0.0.1:9090;
+    /// repeatable; `*` allows any. Needs --grpc-web.
+    #[arg(long, requires = "grpc_web")]
+    pub(crate) grpc_web_allow_origin: Vec<String>,
     /// Inject a fault, for drills (repeatable; off unless given): a share of calls fail with a
     /// status or wait first. KEY=VALUE pairs: method=/SERVICE/METHOD or /SERVICE/ (default: every
     /// method but health and reflection), status=CODE (e.g. UNAVAILABLE), delay=DURATION (e.g.
@@ -512,6 +520,11 @@ impl ServerArgs {
             max_connection_age_grace: self.max_connection_age_grace.into(),
             handshake_timeout: self.handshake_timeout.into(),
             faults: self.fault.clone().into(),
+            grpc_web: self
+                .grpc_web
+                .then(|| calcmesh_runtime::server::web::GrpcWeb {
+                    allow_origins: self.grpc_web_allow_origin.clone(),
+                }),
             ping_policy: calcmesh_runtime::server::keepalive::PingPolicy {
                 min_time: self.keepalive_min_time.into(),
                 permit_without_calls: self.keepalive_permit_without_calls,

@@ -643,3 +643,124 @@ async fn python_and_node_clients_over_tls_and_mutual_tls() {
     }
     let _ = std::fs::remove_dir_all(&pki);
 }
+
+/// gRPC-Web (`--grpc-web`): a gRPC-Web client from npm (@connectrpc/connect-node, HTTP/1.1)
+/// gets the same answers and statuses from the evaluator and a calculator — unary and server
+/// streaming — as gRPC clients get; without the flag the servers speak no gRPC-Web.
+#[tokio::test]
+async fn a_grpc_web_client_gets_what_grpc_clients_get() {
+    let grpc_web = ["--grpc-web", "--grpc-web-allow-origin", "http://page.test"];
+    let mut args = vec!["serve", "calculator", "--listen", "127.0.0.1:0"];
+    args.extend(grpc_web);
+    let calculator = ServerProcess::start(common::BIN, &args).await;
+    let mut args = vec!["serve", "evaluator", "--listen", "127.0.0.1:0"];
+    args.extend(["--calculator", &calculator.addr]);
+    args.extend(grpc_web);
+    let evaluator = ServerProcess::start(common::BIN, &args).await;
+    let web_client = |evaluator: &str, calculator: &str| {
+        let script = node_script("grpc_web_client.js").display().to_string();
+        let (e, c) = (
+            format!("http://{evaluator}"),
+            format!("http://{calculator}"),
+        );
+        async move {
+            run(
+                "node",
+                &[&script, "--evaluator", &e, "--calculator", &c],
+                "",
+            )
+            .await
+        }
+    };
+    let out = web_client(&evaluator.addr, &calculator.addr).await;
+    let web: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", out.stdout, out.stderr));
+
+    // What gRPC clients get from the same servers.
+    let eval = calcmesh(
+        &[
+            "eval",
+            "--target",
+            &evaluator.addr,
+            "--steps",
+            "(1 + 2) * 3",
+        ],
+        "",
+    )
+    .await;
+    let lines: Vec<&str> = eval.stdout.lines().collect();
+    assert_eq!(lines[0], "9", "{}", eval.stderr);
+    assert!(
+        lines[2].contains("1 + 2") && lines[3].contains("3 * 3"),
+        "{}",
+        eval.stdout
+    );
+    assert_eq!(web["evaluate"]["value"]["value"].as_f64(), Some(9.0));
+    let endpoint = Value::String(calculator.addr.clone());
+    assert_eq!(
+        web["evaluate"]["value"]["endpoints"],
+        serde_json::json!([endpoint, endpoint])
+    );
+    assert_eq!(
+        web["evaluate"]["value"]["steps"],
+        serde_json::json!(["1 + 2 = 3", "3 * 3 = 9"])
+    );
+    let failed = calcmesh(&["eval", "--target", &evaluator.addr, "1 / 0"], "").await;
+    let message = web["evaluate_error"]["message"].as_str().unwrap();
+    assert_eq!(
+        failed.stderr,
+        format!("error: INVALID_ARGUMENT: {message}\n")
+    );
+    let calc = calcmesh(&["calc", "--target", &calculator.addr, "6", "*", "7"], "").await;
+    assert_eq!(calc.stdout, "42\n");
+    assert_eq!(web["calculate"]["code"], "OK");
+    assert_eq!(web["calculate"]["value"].as_f64(), Some(42.0));
+    assert_eq!(web["calculate_error"]["code"], "INVALID_ARGUMENT");
+    let factors = calcmesh(
+        &["factorize", "--target", &calculator.addr, "600851475143"],
+        "",
+    )
+    .await;
+    let web_factors: Vec<&str> = web["factorize"]["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(factors.stdout.lines().collect::<Vec<_>>(), web_factors);
+    assert_eq!(web["factorize_error"]["code"], "INVALID_ARGUMENT");
+
+    // The browser's preflight from an allowed origin is answered.
+    let preflight = [
+        "-s",
+        "-i",
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Origin: http://page.test",
+        "-H",
+        "Access-Control-Request-Method: POST",
+        "-H",
+        "Access-Control-Request-Headers: content-type,x-grpc-web",
+    ];
+    let url = format!(
+        "http://{}/calcmesh.evaluator.v1.Evaluator/Evaluate",
+        evaluator.addr
+    );
+    let mut args = preflight.to_vec();
+    args.push(&url);
+    let out = run("curl", &args, "").await;
+    assert!(
+        out.stdout
+            .to_lowercase()
+            .contains("access-control-allow-origin: http://page.test"),
+        "{}",
+        out.stdout
+    );
+
+    // A server without --grpc-web speaks no gRPC-Web.
+    let plain = ServerProcess::calcmesh().await;
+    let out = web_client(&evaluator.addr, &plain.addr).await;
+    let refused: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_ne!(refused["calculate"]["code"], "OK", "{refused}");
+}

@@ -17,6 +17,7 @@ pub mod fault;
 pub mod health;
 pub mod keepalive;
 pub mod limits;
+pub mod web;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -84,6 +85,8 @@ pub struct ServerConfig {
     /// How often clients may ping (see [`keepalive`]). Default: every 5 min, while a call is
     /// open, as in gRPC.
     pub ping_policy: keepalive::PingPolicy,
+    /// Serve gRPC-Web too (see [`web`]). Default: off.
+    pub grpc_web: Option<web::GrpcWeb>,
 }
 
 /// The response header naming the instance that answered (see [`ServerConfig::advertise`]).
@@ -108,6 +111,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             faults: Arc::new([]),
             ping_policy: keepalive::PingPolicy::default(),
+            grpc_web: None,
         }
     }
 }
@@ -326,9 +330,16 @@ impl Server {
                 .max_connection_age(age)
                 .max_connection_age_grace(config.max_connection_age_grace);
         }
+        let web = config.grpc_web.as_ref().map(|web| {
+            tower::ServiceBuilder::new()
+                .layer(web::cors(web))
+                .layer(tonic_web::GrpcWebLayer::new())
+        });
         let server = builder
+            .accept_http1(web.is_some())
             .layer(
                 tower::ServiceBuilder::new()
+                    .option_layer(web)
                     .layer(RpcTelemetryLayer::new(metrics.clone()))
                     .layer(MessageSizeLimitLayer::new(
                         config.max_message_size,
