@@ -184,6 +184,19 @@ impl Register {
     }
 }
 
+/// Tells the dashboard where this evaluator answers gRPC-Web, when it does.
+fn with_grpc_web(admin: Admin, config: &ServerConfig, listener: &TcpListener) -> Admin {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    match (&config.grpc_web, listener.local_addr()) {
+        (Some(_), Ok(addr)) => admin.grpc_web(&format!("{scheme}://{addr}")),
+        _ => admin,
+    }
+}
+
 /// Runs the chosen service until SIGINT/SIGTERM, then drains (deregistering first).
 pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
     // Handlers first: a signal from here on drains instead of killing the process.
@@ -198,7 +211,9 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
             let listener = listen(args.listen, &config)?;
             let register = Register::from_args(&args, &etcd)?;
             let server = calcmesh_calculator::mesh_server(&config, CalculatorService::new());
-            let admin = args.admin.map(|addr| (addr, Admin::new().server(&server)));
+            let admin = args
+                .admin
+                .map(|addr| (addr, Admin::new().name("calculator").server(&server)));
             ("calculator", server, listener, register, admin)
         }
         Serve::Evaluator(EvaluatorArgs {
@@ -212,9 +227,13 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
             tracing::info!(%calculator, lb = %balancing.lb, "evaluator computes on these calculators");
             let listener = listen(args.listen, &config)?;
             let server = evaluator_server(&config, channel.clone(), limits.config());
-            let admin = args
-                .admin
-                .map(|addr| (addr, Admin::new().server(&server).client(&channel)));
+            let admin = args.admin.map(|addr| {
+                let admin = Admin::new()
+                    .name("evaluator")
+                    .server(&server)
+                    .client(&channel);
+                (addr, with_grpc_web(admin, &config, &listener))
+            });
             let register = Register::from_args(&args, &balancing.etcd)?;
             ("evaluator", server, listener, register, admin)
         }

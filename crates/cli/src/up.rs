@@ -12,6 +12,7 @@ use calcmesh_calculator::CalculatorService;
 use calcmesh_runtime::admin::Admin;
 use calcmesh_runtime::authz::AuthzPolicy;
 use calcmesh_runtime::certs::{self, InitOptions};
+use calcmesh_runtime::server::web::GrpcWeb;
 use calcmesh_runtime::tls::{ClientTls, ServerTls, ServerTlsFiles};
 use calcmesh_runtime::{ClientConfig, ServerConfig, Target, connect, shutdown};
 
@@ -60,22 +61,34 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         "plaintext"
     };
     let channel = connect(&target, &client)?;
-    let evaluator = evaluator_server(&config, channel.clone(), args.limits.config());
-    let admin = Admin::new().server(&evaluator).client(&channel);
-    let listener = listen(args.evaluator_listen, &config)?;
-    let evaluator_addr = listener.local_addr()?;
-    let evaluator = Running::spawn(evaluator, listener);
-    say(&format!(
-        "evaluator listening on {evaluator_addr} (computing on {target}, {security})"
-    ))?;
-    let listener = Beside::bind(
+    let admin_listener = Beside::bind(
         admin_addr(args.admin_port, 0)?,
         "admin endpoint of the evaluator",
     )
     .await?;
-    let evaluator_admin = listener.local_addr()?;
+    let evaluator_admin = admin_listener.local_addr()?;
+    let listener = listen(args.evaluator_listen, &config)?;
+    let evaluator_addr = listener.local_addr()?;
+    // The dashboard, served by the admin endpoint, calls the evaluator over gRPC-Web.
+    let web_config = ServerConfig {
+        grpc_web: Some(GrpcWeb {
+            allow_origins: vec![format!("http://{evaluator_admin}")],
+        }),
+        ..config.clone()
+    };
+    let evaluator = evaluator_server(&web_config, channel.clone(), args.limits.config());
+    let admin = Admin::new()
+        .name("evaluator")
+        .grpc_web(&format!("http://{evaluator_addr}"))
+        .server(&evaluator)
+        .client(&channel);
+    let evaluator = Running::spawn(evaluator, listener);
+    say(&format!(
+        "evaluator listening on {evaluator_addr} (computing on {target}, {security}; gRPC-Web too)"
+    ))?;
     mesh.admins
-        .push(Beside::admin(listener, admin, "evaluator admin")?);
+        .push(Beside::admin(admin_listener, admin, "evaluator admin")?);
+    say(&format!("dashboard on http://{evaluator_admin}/"))?;
     tracing::info!(calculators = %target, evaluator = %evaluator_addr, security, "mesh is up");
     say(&hints(evaluator_addr, mesh.plain[0], evaluator_admin))?;
 

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod outlier;
 pub mod retry;
 pub mod service_config;
+mod status;
 mod target;
 mod throttle;
 
@@ -25,6 +26,7 @@ pub use config::ClientConfig;
 pub use live_config::ConfigUpdates;
 pub use metrics::ClientMetrics;
 pub use service_config::{ServiceConfig, ServiceConfigError};
+pub use status::{ChannelStatus, EndpointStatus};
 pub use target::{ClientError, TARGET_FORMS, Target};
 
 use std::future::Future;

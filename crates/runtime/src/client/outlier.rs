@@ -84,6 +84,8 @@ pub(crate) struct OutlierState {
     ejected: AtomicBool,
     ejection: Mutex<Ejection>,
     ejections: [AtomicU64; 2],
+    /// Calls and failed calls since the endpoint was added (never reset).
+    totals: [AtomicU64; 2],
 }
 
 impl OutlierState {
@@ -91,6 +93,19 @@ impl OutlierState {
     pub(crate) fn record(&self, ok: bool) {
         let counter = if ok { &self.succeeded } else { &self.failed };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.totals[0].fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.totals[1].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls finished since the endpoint was added, and how many of them failed.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        let [calls, failed] = &self.totals;
+        (
+            calls.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether the endpoint is ejected now.

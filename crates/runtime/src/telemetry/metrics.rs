@@ -269,6 +269,18 @@ impl ServerMetrics {
         self.0.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Calls started since the server started, health checks and reflection left out.
+    pub fn calls_started(&self) -> u64 {
+        let methods = crate::sync::read(&self.0.methods);
+        methods
+            .iter()
+            .filter(|(path, _)| {
+                !path.starts_with("/grpc.health.") && !path.starts_with("/grpc.reflection.")
+            })
+            .map(|(_, m)| m.started.get())
+            .sum()
+    }
+
     /// The registry, for an exposition ([`crate::admin`]).
     pub fn registry(&self) -> &Registry {
         &self.0.registry

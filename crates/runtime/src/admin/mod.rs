@@ -1,5 +1,7 @@
 //! The admin HTTP endpoint: `/metrics` (OpenMetrics text), `/healthz` (the process is up) and
-//! `/readyz` (ready for traffic) — what Prometheus and HTTP probes expect.
+//! `/readyz` (ready for traffic) — what Prometheus and HTTP probes expect — and the dashboard:
+//! `/` (a page) over `/api/mesh` (JSON), see [`dashboard`]. Every route is a GET that changes
+//! nothing.
 //!
 //! An [`Admin`] is told what to report: [`Admin::server`] adds a server's metrics and makes
 //! readiness fail while it drains; [`Admin::client`] adds a channel's metrics and makes
@@ -15,6 +17,8 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+mod dashboard;
+
 use crate::client::ClientMetrics;
 use crate::telemetry::metrics::ServerMetrics;
 use crate::{HealthState, MeshChannel, Server};
@@ -26,12 +30,26 @@ pub struct Admin {
     clients: Vec<Arc<ClientMetrics>>,
     draining: Vec<HealthState>,
     channels: Vec<MeshChannel>,
+    name: String,
+    grpc_web: Option<String>,
 }
 
 impl Admin {
     /// An endpoint that reports nothing yet (`/readyz` is 200).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Names the process on the dashboard (e.g. `evaluator`).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// Tells the dashboard's try-it box where the evaluator answers gRPC-Web (`http://host:port`).
+    pub fn grpc_web(mut self, url: &str) -> Self {
+        self.grpc_web = Some(url.to_owned());
+        self
     }
 
     /// Reports `server`'s metrics (once, if several servers share them) and fails readiness
@@ -96,8 +114,16 @@ impl Admin {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let admin = Arc::new(self);
-        let (metrics, ready) = (admin.clone(), admin);
+        let (metrics, ready, mesh) = (admin.clone(), admin.clone(), admin);
         let app = axum::Router::new()
+            .route("/", get(|| async { axum::response::Html(dashboard::PAGE) }))
+            .route(
+                "/api/mesh",
+                get(move || {
+                    let status = mesh.mesh_status();
+                    async move { axum::Json(status) }
+                }),
+            )
             .route(
                 "/metrics",
                 get(move || {
