@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""The side-by-side benchmark: calcmesh's shipped calculator against a bare tonic server and the
-Python (sync and asyncio) and Node servers from interop/, on this machine, in one run.
+"""The side-by-side benchmark: calcmesh's shipped calculator against the peers, on this machine, in
+one run: a bare tonic server on both of tokio's runtimes (current-thread, the one calcmesh picks on
+one CPU, and multi-thread), the grpc-go (GOMAXPROCS=1) and grpc-java (one CPU, after a 5 s JIT
+warm-up) calculator servers from interop/, and the Python (sync and asyncio) and Node servers.
+The ratio table names the fastest peer: the one calcmesh answers to.
 
 Each server runs pinned to core 0; load comes from h2load (nghttp2-client, independent of our
 code) pinned to core 1, with the same request bytes (Calculate 10 * 5). Per server and round:
@@ -49,6 +52,8 @@ def prepare():
         subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "calcmesh-cli", "-p", "calcmesh-bench-bare"], cwd=ROOT, check=True)
     subprocess.run([os.path.join(ROOT, "interop", "setup")], check=True)
+    go = os.path.join(ROOT, "interop", "go", "calculator")
+    subprocess.run(["go", "build", "-o", os.path.join(GO_BIN, "calc-server"), "./server"], cwd=go, check=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
 
@@ -60,9 +65,14 @@ def grpc_body(path):
         f.write(b"\x00" + struct.pack(">I", len(msg)) + msg)
 
 
+GO_BIN = os.path.join(ROOT, "target", "interop", "go", "bin")
+JAVA_JAR = os.path.join(ROOT, "target", "interop", "java", "calc-java.jar")
 SERVERS = {
     "calcmesh (shipped)": [CALCMESH, "serve", "calculator", "--listen", "127.0.0.1:0"],
-    "bare tonic": [os.path.join(RELEASE, "bare-tonic")],
+    "bare tonic, current-thread runtime": [os.path.join(RELEASE, "bare-tonic"), "--current-thread"],
+    "bare tonic, multi-thread runtime": [os.path.join(RELEASE, "bare-tonic")],
+    "grpc-go (GOMAXPROCS=1)": ["env", "GOMAXPROCS=1", os.path.join(GO_BIN, "calc-server"), "-port", "0"],
+    "grpc-java (1 CPU)": ["java", "-XX:ActiveProcessorCount=1", "-cp", JAVA_JAR, "calcmesh.interop.CalcServer", "--port", "0"],
     "python grpcio sync": [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "interop", "python", "calc_server.py"), "--port", "0"],
     "python grpc.aio": [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "interop", "python", "calc_server.py"), "--port", "0", "--asyncio"],
     "node grpc-js": ["node", os.path.join(ROOT, "interop", "node", "server.js"), "--port", "0"],
@@ -141,7 +151,8 @@ def measure(name, cmd, body, seconds, conns_test):
         rss_idle = s.rss_mib()
         # Before any load, so the allocator has no freed memory to hand the connections.
         idle_kib = idle_connection_kib(s) if conns_test else float("nan")
-        h2load(s.addr, body, "-c", "4", "-m", "64", "-D", "1")  # warm-up
+        warm = "5" if "java" in name else "1"  # the JVM's JIT needs longer to settle
+        h2load(s.addr, body, "-c", "4", "-m", "64", "-D", warm)  # warm-up
         cpu0 = s.cpu_seconds()
         rate, succeeded = parse_rate(h2load(s.addr, body, "-c", "4", "-m", "64", "-D", str(seconds)))
         cpu_us = (s.cpu_seconds() - cpu0) * 1e6 / max(succeeded, 1)
@@ -229,14 +240,22 @@ def table(results):
     return "\n".join(lines)
 
 
+def fastest_peer(results):
+    """The peer with the most requests/s (median): the one calcmesh answers to."""
+    peers = [p for p in results if p != "calcmesh (shipped)"]
+    return max(peers, key=lambda p: median_of(results[p], "rps")) if peers else None
+
+
 def ratios(results):
     ours = results["calcmesh (shipped)"]
     out = []
+    fastest = fastest_peer(results)
     for peer in [p for p in SERVERS if p in results and p != "calcmesh (shipped)"]:
         r = median_of(ours, "rps") / median_of(results[peer], "rps")
         c = median_of(ours, "cpu_us") / median_of(results[peer], "cpu_us")
         p = median_of(ours, "p50_us") / median_of(results[peer], "p50_us")
-        out.append(f"| calcmesh ÷ {peer} | {r:.2f}× requests/s | {c:.2f}× CPU per request | {p:.2f}× p50 latency |")
+        mark = " (the fastest peer)" if peer == fastest else ""
+        out.append(f"| calcmesh ÷ {peer}{mark} | {r:.2f}× requests/s | {c:.2f}× CPU per request | {p:.2f}× p50 latency |")
     return "| ratio (medians, same run) | throughput | CPU | latency |\n| --- | --- | --- | --- |\n" + "\n".join(out)
 
 
@@ -293,7 +312,8 @@ def main():
         print(f"round {r + 1}/{args.rounds}: latency, every server in turn", file=sys.stderr, flush=True)
         for name, figures in latency(servers, body, slices=max(3, args.seconds)).items():
             results[name][-1].update(figures)
-    report = "\n\n".join([table(results), ratios(results)])
+    fastest = fastest_peer(results)
+    report = "\n\n".join([table(results), f"The fastest peer in this run: **{fastest}**.", ratios(results)])
     if args.only:
         print(report)
         return

@@ -2,7 +2,9 @@
 //! tutorial would — no health, no reflection, no limits layer, no logging. `Calculate` and
 //! `CalculateStream` are implemented (what the benchmark calls); the rest answer UNIMPLEMENTED.
 //!
-//! Usage: `bare-tonic [ADDR]` (default 127.0.0.1:0); prints `listening on ADDR`.
+//! Usage: `bare-tonic [ADDR] [--current-thread]` (default 127.0.0.1:0, tokio's multi-thread
+//! runtime); prints `listening on ADDR`. `--current-thread` runs tokio's single-threaded runtime,
+//! the one calcmesh picks when it has one CPU, so the two compare on equal runtimes.
 
 use std::pin::Pin;
 
@@ -75,12 +77,28 @@ impl Calculator for Bare {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args()
-        .nth(1)
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let current_thread = args.iter().any(|a| a == "--current-thread");
+    let addr = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .cloned()
         .unwrap_or_else(|| "127.0.0.1:0".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let runtime = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(serve(&addr))
+}
+
+async fn serve(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on {}", listener.local_addr()?);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()

@@ -571,8 +571,9 @@ pub(crate) struct BalancingArgs {
     /// Applied as every gRPC stack applies it: loadBalancingConfig (with
     /// outlier_detection_experimental around a policy), healthCheckConfig.serviceName,
     /// retryThrottling, and each methodConfig's timeout (the longest a call may take),
-    /// waitForReady, retryPolicy and hedgingPolicy (gRFC A6: trailers-only failures retried with
-    /// backoff, grpc-retry-pushback-ms obeyed, grpc-previous-rpc-attempts sent). A bad config is
+    /// waitForReady, maxRequestMessageBytes, maxResponseMessageBytes, retryPolicy and
+    /// hedgingPolicy (gRFC A6: trailers-only failures retried with backoff,
+    /// grpc-retry-pushback-ms obeyed, grpc-previous-rpc-attempts sent). A bad config is
     /// refused with its JSON path. The flags are shorthands: --lb is loadBalancingConfig,
     /// --max-attempts bounds the retries of calls that failed before any response when the method
     /// has no retryPolicy.

@@ -6,10 +6,10 @@
 //! | client ↓ / server → | Rust | Python (sync, asyncio) | Node | Go | Java |
 //! | --- | --- | --- | --- | --- | --- |
 //! | Rust library + CLI  | ✓    | ✓                      | ✓    | ✓  | ✓    |
-//! | Python              | ✓ (also gzip) |               |      | ✓  | ✓    |
-//! | Node                | ✓    |                        |      | ✓  | ✓    |
-//! | Go (grpc-go)        | ✓ (also gzip) | ✓ (sync)       | ✓    | ✓ (also gzip) | ✓ (also gzip) |
-//! | Java (grpc-java)    | ✓ (also gzip) | ✓ (sync)       | ✓    | ✓ (also gzip) | ✓ (also gzip) |
+//! | Python              | ✓ (also gzip) | ✓             | ✓    | ✓  | ✓    |
+//! | Node                | ✓    | ✓                      | ✓    | ✓  | ✓    |
+//! | Go (grpc-go)        | ✓ (also gzip) | ✓              | ✓    | ✓ (also gzip) | ✓ (also gzip) |
+//! | Java (grpc-java)    | ✓ (also gzip) | ✓              | ✓    | ✓ (also gzip) | ✓ (also gzip) |
 //!
 //! Plus the original contract both ways: the Node client that knows only `Calculate` against
 //! `calcmesh serve calculator`, and `calcmesh calc` against a Python server of only `Calculate`.
@@ -436,8 +436,10 @@ async fn rust_python_node_and_go_clients_against_a_go_server() {
 
 #[tokio::test]
 async fn go_client_against_python_and_node_servers() {
-    let python = python_server(&[]).await;
-    assert_scenario_passed("go client → python", go_scenario(&python, &[]).await);
+    for mode in [&[][..], &["--asyncio"][..]] {
+        let python = python_server(mode).await;
+        assert_scenario_passed("go client → python", go_scenario(&python, &[]).await);
+    }
     let node = node_server().await;
     assert_scenario_passed("go client → node", go_scenario(&node, &[]).await);
 }
@@ -500,8 +502,10 @@ async fn every_client_against_a_java_server() {
 
 #[tokio::test]
 async fn java_client_against_python_node_and_go_servers() {
-    let python = python_server(&[]).await;
-    assert_scenario_passed("java → python", java_scenario(&python, &[]).await);
+    for mode in [&[][..], &["--asyncio"][..]] {
+        let python = python_server(mode).await;
+        assert_scenario_passed("java → python", java_scenario(&python, &[]).await);
+    }
     let node = node_server().await;
     assert_scenario_passed("java → node", java_scenario(&node, &[]).await);
     let go = go_server().await;
@@ -511,6 +515,25 @@ async fn java_client_against_python_node_and_go_servers() {
         "go → go, gzip",
         go_scenario(&go, &["-compression", "gzip"]).await,
     );
+}
+
+/// The cells between the Python and Node peers themselves: each client against each server
+/// (Python's both ways, sync and asyncio).
+#[tokio::test]
+async fn python_and_node_clients_against_python_and_node_servers() {
+    let python_client = python_script("calc_client.py");
+    let node_client = node_script("client.js").display().to_string();
+    let servers = [
+        python_server(&[]).await,
+        python_server(&["--asyncio"]).await,
+        node_server().await,
+    ];
+    for server in &servers {
+        let args = [python_client.as_str(), "--target", &server.addr, "scenario"];
+        assert_scenario_passed("python client", run(python(), &args, "").await);
+        let args = [node_client.as_str(), "--target", &server.addr, "scenario"];
+        assert_scenario_passed("node client", run("node", &args, "").await);
+    }
 }
 
 #[tokio::test]

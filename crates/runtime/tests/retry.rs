@@ -118,3 +118,44 @@ async fn a_hedged_call_is_answered_by_the_fast_endpoint_without_waiting_for_the_
     slow.stop().await;
     fast.stop().await;
 }
+
+/// maxRequestMessageBytes and maxResponseMessageBytes, per method, as gRPC applies them: the
+/// call fails RESOURCE_EXHAUSTED naming the size and the limit, and is not retried; a method the
+/// limit does not name is not limited.
+#[tokio::test]
+async fn message_size_limits_from_the_service_config_fail_the_call() {
+    use calcmesh_proto::calculator::{FactorizeRequest, Number};
+    let (server, recorded) = failing_at_first(0, tonic::Code::Ok);
+    let json = r#"{"methodConfig": [
+      {"name": [{"service": "calculator.Calculator", "method": "Calculate"}], "maxRequestMessageBytes": 10},
+      {"name": [{"service": "calculator.Calculator", "method": "Factorize"}], "maxResponseMessageBytes": "1"}]}"#;
+    let mut client = CalculatorClient::new(configured(&[&server], json));
+    let status = client.calculate(ten_times_five()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "request message of 21 bytes is over the service config's maxRequestMessageBytes (10 bytes)"
+    );
+    assert!(
+        seen(&recorded).len() <= 1,
+        "not retried: {:?}",
+        seen(&recorded)
+    );
+    let mut stream = client
+        .factorize(FactorizeRequest { number: 12 })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = stream.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("maxResponseMessageBytes (1 bytes)"),
+        "{status:?}"
+    );
+    let numbers = tokio_stream::iter([Number { value: 1.0 }]);
+    let summary = client.summarize(numbers).await.unwrap().into_inner();
+    assert_eq!(summary.count, 1, "Summarize has no limit");
+    server.stop().await;
+}

@@ -201,7 +201,7 @@ pub async fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str], stdin: &st
     drop(input);
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
-        .expect("the client finishes")
+        .unwrap_or_else(|_| panic!("{:?} {args:?} finishes within 60 s", program.as_ref()))
         .unwrap();
     Output {
         code: out.status.code(),

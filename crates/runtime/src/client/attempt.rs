@@ -16,6 +16,7 @@ use tower::retry::budget::Budget;
 
 use super::Shared;
 use crate::client::balance::{Endpoint, Outstanding};
+use crate::client::message_limits::Limited;
 use crate::client::retry::{Pushback, ReplayBody, Retries, never_reached_server, unreachable};
 use crate::client::service_config::ServiceConfig;
 use crate::client::throttle::Throttle;
@@ -27,6 +28,10 @@ pub(super) struct Call {
     pub(super) body: ReplayBody,
     pub(super) deadline: Option<Instant>,
     pub(super) wait_for_ready: bool,
+    /// The method's `maxResponseMessageBytes`.
+    pub(super) response_limit: Option<usize>,
+    /// Set when the request had a message over `maxRequestMessageBytes`: the call's status.
+    pub(super) request_over_limit: Arc<std::sync::OnceLock<Status>>,
 }
 
 /// tonic reports its own expired deadline as a `TimeoutExpired` error (which becomes CANCELLED);
@@ -99,11 +104,16 @@ impl Shared {
         let path = request.uri().path().to_owned();
         let method = config.as_deref().and_then(|c| c.method(&path));
         let (parts, body) = request.into_parts();
+        let request_over_limit = Arc::default();
+        let limit = method.and_then(|m| m.max_request_bytes);
+        let body = Limited::request(body, limit, Arc::clone(&request_over_limit));
         let call = Call {
             parts,
             body: ReplayBody::new(body),
+            request_over_limit,
             deadline,
             wait_for_ready: method.and_then(|m| m.wait_for_ready) == Some(true),
+            response_limit: method.and_then(|m| m.max_response_bytes),
         };
         if let Some(policy) = method.and_then(|m| m.hedging.clone()) {
             return self.hedged(call, policy).await;
@@ -131,7 +141,7 @@ impl Shared {
                     Some(code) if code != tonic::Code::Ok => {
                         (code, Pushback::of(response.headers()))
                     }
-                    _ => return self.final_answer(result, &tried, call.deadline, outstanding),
+                    _ => return self.final_answer(result, &tried, &call, outstanding),
                 },
                 Err(err) => {
                     if let Some(err) = self.broken(err, &call, &tried, idempotent, &retries) {
@@ -148,7 +158,7 @@ impl Shared {
                 .as_mut()
                 .and_then(|r| self.retry_wait(r, code, pushback, &call));
             let Some(wait) = wait else {
-                return self.final_answer(result, &tried, call.deadline, outstanding);
+                return self.final_answer(result, &tried, &call, outstanding);
             };
             drop(outstanding);
             if !sleep_within(wait, call.deadline).await {
@@ -213,6 +223,10 @@ impl Shared {
         idempotent: bool,
         retries: &Option<Retries>,
     ) -> Option<BoxError> {
+        // A request message over maxRequestMessageBytes: final, whatever else is true.
+        if let Some(status) = call.request_over_limit.get() {
+            return Some(Box::new(status.clone()));
+        }
         // Past the deadline, the call failed because of it, however the server ended the
         // stream (grpc-go resets it with CANCEL): gRPC says DEADLINE_EXCEEDED.
         if is_timeout(err.as_ref()) || call.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -263,17 +277,20 @@ impl Shared {
         &self,
         result: Result<http::Response<Body>, BoxError>,
         tried: &[Arc<Endpoint>],
-        deadline: Option<Instant>,
+        call: &Call,
         outstanding: Outstanding,
     ) -> Result<http::Response<Body>, BoxError> {
         match result {
-            Ok(response) => Ok(answered(
-                response,
-                deadline,
-                outstanding,
-                self.live.throttle(),
-            )),
-            Err(err) => Err(gave_up(tried, err.as_ref())),
+            Ok(response) => {
+                let response = response.map(|b| Limited::response(b, call.response_limit));
+                let throttle = self.live.throttle();
+                Ok(answered(response, call.deadline, outstanding, throttle))
+            }
+            // The request's own message was over maxRequestMessageBytes: that is the status.
+            Err(err) => Err(match call.request_over_limit.get() {
+                Some(status) => Box::new(status.clone()),
+                None => gave_up(tried, err.as_ref()),
+            }),
         }
     }
 

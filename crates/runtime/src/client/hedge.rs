@@ -61,14 +61,14 @@ impl Shared {
                 }
             }
             if running.is_empty() && next_copy.is_none() {
-                return self.final_answer_of(last, &tried, call.deadline);
+                return self.final_answer_of(last, &tried, &call);
             }
             tokio::select! {
                 Some(done) = running.next() => {
                     let (result, outstanding) = done?;
                     match self.after_copy(&result, &policy) {
                         Next::Answer => {
-                            return self.final_answer(result, &tried, call.deadline, outstanding);
+                            return self.final_answer(result, &tried, &call, outstanding);
                         }
                         Next::Hedge(at) => {
                             next_copy = at.filter(|_| tried.len() < policy.max_attempts as usize);
@@ -134,11 +134,11 @@ impl Shared {
         &self,
         last: Option<Attempted>,
         tried: &[Arc<Endpoint>],
-        deadline: Option<Instant>,
+        call: &Call,
     ) -> Result<http::Response<Body>, BoxError> {
         match last {
-            Some((result, outstanding)) => self.final_answer(result, tried, deadline, outstanding),
-            None => Err(self.nowhere_to_go(deadline)),
+            Some((result, outstanding)) => self.final_answer(result, tried, call, outstanding),
+            None => Err(self.nowhere_to_go(call.deadline)),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod etcd;
 mod hedge;
 mod live_config;
+mod message_limits;
 pub mod metrics;
 pub mod outlier;
 pub mod retry;

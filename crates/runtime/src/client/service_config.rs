@@ -7,9 +7,9 @@
 //! knows wins, as gRPC picks), `healthCheckConfig.serviceName`, `retryThrottling` (see
 //! `client::throttle`), and per method: `timeout` (the longest a call may take, whatever deadline
 //! the caller set), `waitForReady` (wait for an endpoint until the deadline instead of failing at
-//! once), `retryPolicy` (see [`crate::client::retry`]) and `hedgingPolicy` (see `client::hedge`).
-//! The message-size fields are parsed and validated, so a config written for grpc-go is accepted
-//! as it is, but not applied: the server's `--max-message-size` bounds requests.
+//! once), `retryPolicy` (see [`crate::client::retry`]), `hedgingPolicy` (see `client::hedge`),
+//! and the message-size limits `maxRequestMessageBytes` and `maxResponseMessageBytes` (see
+//! `client::message_limits`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,6 +45,10 @@ pub struct MethodConfig {
     pub timeout: Option<Duration>,
     /// `waitForReady`.
     pub wait_for_ready: Option<bool>,
+    /// `maxRequestMessageBytes`: a larger request message is not sent (RESOURCE_EXHAUSTED).
+    pub max_request_bytes: Option<usize>,
+    /// `maxResponseMessageBytes`: a larger response message fails the call (RESOURCE_EXHAUSTED).
+    pub max_response_bytes: Option<usize>,
     /// `retryPolicy`.
     pub retry: Option<RetryPolicy>,
     /// `hedgingPolicy`.
@@ -520,16 +524,16 @@ fn method(m: &RawMethod) -> Result<MethodConfig, Problem> {
             _ => return Err((format!(".name[{i}]"), "a method needs its service".into())),
         }
     }
-    for (field, value) in [
-        ("maxRequestMessageBytes", &m.max_request_message_bytes),
-        ("maxResponseMessageBytes", &m.max_response_message_bytes),
-    ] {
-        if let Some(v) = value
-            && !(v.is_u64() || v.as_str().is_some_and(|s| s.parse::<u64>().is_ok()))
-        {
-            return Err((format!(".{field}"), "expected a number of bytes".into()));
-        }
-    }
+    let bytes = |field: &str, value: &Option<Value>| match value {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .map(|n| Some(usize::try_from(n).unwrap_or(usize::MAX)))
+            .ok_or_else(|| (format!(".{field}"), "expected a number of bytes".to_owned())),
+    };
+    let max_request_bytes = bytes("maxRequestMessageBytes", &m.max_request_message_bytes)?;
+    let max_response_bytes = bytes("maxResponseMessageBytes", &m.max_response_message_bytes)?;
     if m.retry_policy.is_some() && m.hedging_policy.is_some() {
         return Err((
             "".into(),
@@ -552,6 +556,8 @@ fn method(m: &RawMethod) -> Result<MethodConfig, Problem> {
         names,
         timeout,
         wait_for_ready: m.wait_for_ready,
+        max_request_bytes,
+        max_response_bytes,
         retry,
         hedging,
     })
