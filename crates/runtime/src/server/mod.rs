@@ -347,7 +347,11 @@ impl Server {
                     ))
                     .layer(endpoint_header)
                     .layer(AuthzLayer::new(config.policy.clone()))
-                    .layer(FaultLayer::new(config.faults.clone(), faults)),
+                    // Only when there are faults: no layer, no cost per call.
+                    .option_layer(
+                        (!config.faults.is_empty())
+                            .then(|| FaultLayer::new(config.faults.clone(), faults)),
+                    ),
             )
             .max_concurrent_streams(config.max_concurrent_streams)
             .add_routes(routes.routes())
