@@ -28,14 +28,7 @@ async fn the_dashboard_shows_the_mesh_working_in_a_browser() {
         "/usr/bin/chromium is missing: ./scripts/test installs Debian's chromium"
     );
     let calculators = [calculator().await, calculator().await, calculator().await];
-    let target = format!(
-        "ipv4:{}",
-        calculators
-            .iter()
-            .map(|c| c.addr.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let target = common::ipv4_target(calculators.iter().map(|c| c.addr.as_str()));
     let args = [
         "serve",
         "evaluator",

@@ -17,8 +17,13 @@ use common::{BIN, Etcd, ServerProcess, Tally, eventually, load};
 const TTL: &str = "2s";
 
 async fn registered_calculator(etcd: &Etcd) -> ServerProcess {
+    registered_calculator_with(etcd, &[]).await
+}
+
+/// A calculator registered in `etcd` (lease TTL 2 s), with `extra` arguments.
+async fn registered_calculator_with(etcd: &Etcd, extra: &[&str]) -> ServerProcess {
     let target = etcd.target("calculator");
-    let args = [
+    let mut args = vec![
         "serve",
         "calculator",
         "--listen",
@@ -30,6 +35,7 @@ async fn registered_calculator(etcd: &Etcd) -> ServerProcess {
         "--grace-period",
         "5s",
     ];
+    args.extend_from_slice(extra);
     ServerProcess::start(BIN, &args).await
 }
 
@@ -536,18 +542,11 @@ async fn a_service_config_published_in_etcd_reaches_running_clients() {
     use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 
     let etcd = Etcd::start().await;
-    let target = etcd.target("calculator");
-    let args = [
-        "serve",
-        "calculator",
-        "--listen",
-        "127.0.0.1:0",
-        "--register",
-        &target,
+    let fault = [
         "--fault",
         "method=/calculator.Calculator/Calculate,delay=300ms",
     ];
-    let _slow = ServerProcess::start(BIN, &args).await;
+    let _slow = registered_calculator_with(&etcd, &fault).await;
     eventually("the registration", Duration::from_secs(10), || async {
         keys(&etcd).await.len() == 1
     })

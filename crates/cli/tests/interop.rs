@@ -380,6 +380,21 @@ async fn compression_between_python_and_rust() {
     );
 }
 
+/// The Python and Node clients' scenarios against `server`, a `peer` server.
+async fn python_and_node_clients(server: &ServerProcess, peer: &str) {
+    let script = python_script("calc_client.py");
+    let out = run(
+        python(),
+        &[&script, "--target", &server.addr, "scenario"],
+        "",
+    )
+    .await;
+    assert_scenario_passed(&format!("python client → {peer}"), out);
+    let script = node_script("client.js").display().to_string();
+    let out = run("node", &[&script, "--target", &server.addr, "scenario"], "").await;
+    assert_scenario_passed(&format!("node client → {peer}"), out);
+}
+
 /// grpc-go's calculator `calc-client` or `calc-server` (`interop/go/calculator`, built by
 /// `./scripts/test`).
 fn go_program(name: &str) -> String {
@@ -420,17 +435,7 @@ async fn rust_python_node_and_go_clients_against_a_go_server() {
     let server = go_server().await;
     rust_client_scenario(&server).await;
     rust_cli(&server).await;
-    let script = python_script("calc_client.py");
-    let out = run(
-        python(),
-        &[&script, "--target", &server.addr, "scenario"],
-        "",
-    )
-    .await;
-    assert_scenario_passed("python client → go", out);
-    let script = node_script("client.js").display().to_string();
-    let out = run("node", &[&script, "--target", &server.addr, "scenario"], "").await;
-    assert_scenario_passed("node client → go", out);
+    python_and_node_clients(&server, "go").await;
     assert_scenario_passed("go client → go", go_scenario(&server, &[]).await);
 }
 
@@ -483,17 +488,7 @@ async fn every_client_against_a_java_server() {
     let server = java_server().await;
     rust_client_scenario(&server).await;
     rust_cli(&server).await;
-    let script = python_script("calc_client.py");
-    let out = run(
-        python(),
-        &[&script, "--target", &server.addr, "scenario"],
-        "",
-    )
-    .await;
-    assert_scenario_passed("python client → java", out);
-    let script = node_script("client.js").display().to_string();
-    let out = run("node", &[&script, "--target", &server.addr, "scenario"], "").await;
-    assert_scenario_passed("node client → java", out);
+    python_and_node_clients(&server, "java").await;
     let gzip = ["-compression", "gzip"];
     assert_scenario_passed("go client → java", go_scenario(&server, &gzip).await);
     let gzip = ["--compression", "gzip"];
@@ -521,18 +516,13 @@ async fn java_client_against_python_node_and_go_servers() {
 /// (Python's both ways, sync and asyncio).
 #[tokio::test]
 async fn python_and_node_clients_against_python_and_node_servers() {
-    let python_client = python_script("calc_client.py");
-    let node_client = node_script("client.js").display().to_string();
     let servers = [
-        python_server(&[]).await,
-        python_server(&["--asyncio"]).await,
-        node_server().await,
+        (python_server(&[]).await, "python"),
+        (python_server(&["--asyncio"]).await, "python asyncio"),
+        (node_server().await, "node"),
     ];
-    for server in &servers {
-        let args = [python_client.as_str(), "--target", &server.addr, "scenario"];
-        assert_scenario_passed("python client", run(python(), &args, "").await);
-        let args = [node_client.as_str(), "--target", &server.addr, "scenario"];
-        assert_scenario_passed("node client", run("node", &args, "").await);
+    for (server, peer) in &servers {
+        python_and_node_clients(server, peer).await;
     }
 }
 

@@ -325,14 +325,7 @@ async fn hedging_sends_at_most_max_attempts_copies_and_cancels_the_losers() {
 
 /// An evaluator over three calculators, calling them with `config` (or none).
 async fn evaluator(calculators: &[FaultyServer], config: Option<&str>) -> ServerProcess {
-    let target = format!(
-        "ipv4:{}",
-        calculators
-            .iter()
-            .map(|c| c.grpc.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let target = common::ipv4_target(calculators.iter().map(|c| c.grpc.as_str()));
     let mut args = vec![
         "serve",
         "evaluator",

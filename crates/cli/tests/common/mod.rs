@@ -186,6 +186,11 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// A static target over `addrs`: `ipv4:A,B,…`.
+pub fn ipv4_target<'a>(addrs: impl IntoIterator<Item = &'a str>) -> String {
+    format!("ipv4:{}", addrs.into_iter().collect::<Vec<_>>().join(","))
+}
+
 /// Runs `program args…` with `stdin`, to completion (at most 60 s).
 pub async fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(program.as_ref())
