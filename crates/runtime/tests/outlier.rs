@@ -4,7 +4,7 @@
 //! intervals, and a healthy instance in its place gets calls again once the ejection is over.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use calcmesh_calculator::CalculatorService;
@@ -61,25 +61,35 @@ fn channel(calculators: &[&Calculator]) -> MeshChannel {
     calcmesh_runtime::connect(&target, &config).unwrap()
 }
 
-/// Calls in a loop from two tasks until `stop`, counting failures.
-fn load(channel: &MeshChannel, stop: Arc<AtomicBool>, failed: Arc<AtomicU64>) {
+/// Calls in a loop from two tasks until `stop`.
+fn load(channel: &MeshChannel, stop: Arc<AtomicBool>) {
     for _ in 0..2 {
         let mut client = CalculatorClient::new(channel.clone());
-        let (stop, failed) = (stop.clone(), failed.clone());
+        let stop = stop.clone();
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let request = Request {
-                    num1: 6.0,
-                    num2: 7.0,
-                    operator: "*".into(),
-                };
-                if client.calculate(request).await.is_err() {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                let _ = client.calculate(six_times_seven()).await;
             }
         });
     }
+}
+
+fn six_times_seven() -> Request {
+    Request {
+        num1: 6.0,
+        num2: 7.0,
+        operator: "*".into(),
+    }
+}
+
+/// `n` calls, one after another: how many failed.
+async fn calls(channel: &MeshChannel, n: usize) -> usize {
+    let mut client = CalculatorClient::new(channel.clone());
+    let mut failed = 0;
+    for _ in 0..n {
+        failed += usize::from(client.calculate(six_times_seven()).await.is_err());
+    }
+    failed
 }
 
 #[tokio::test]
@@ -90,38 +100,37 @@ async fn a_failing_endpoint_is_ejected_then_taken_back_once_healthy() {
     ];
     let faulty = calculator(&["status=INTERNAL,ratio=0.5"], "127.0.0.1:0");
     let channel = channel(&[&healthy[0], &healthy[1], &faulty]);
-    let (stop, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    load(&channel, stop.clone(), failed.clone());
-
+    let stop = Arc::new(AtomicBool::new(false));
+    load(&channel, stop.clone());
     let ejected = channel.wait_for_endpoints(|c| c.ejected == 1);
     tokio::time::timeout(Duration::from_millis(900 + 300), ejected)
         .await
         .expect("ejected within three intervals (and one of slack)");
+    stop.store(true, Ordering::Relaxed);
+
+    // The next 300 calls, within the ejection (1 s): the faulty endpoint gets none of them.
     let before = [healthy[0].calls(), healthy[1].calls(), faulty.calls()];
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let [a, b, c] = [healthy[0].calls(), healthy[1].calls(), faulty.calls()];
-    let (share, total) = (c - before[2], a + b + c - before.iter().sum::<u64>());
-    assert!(total > 50, "the load ran: {total} calls");
+    let failed = calls(&channel, 300).await;
+    let share = faulty.calls() - before[2];
     assert!(
-        (share as f64) < 0.05 * total as f64,
-        "the ejected endpoint got {share} of {total} calls"
+        (share as f64) < 0.05 * 300.0,
+        "the ejected endpoint got {share} of 300 calls"
+    );
+    assert!(
+        failed <= share as usize,
+        "only its calls could fail: {failed}"
     );
 
-    // The same address, healthy now: it gets calls again once the ejection is over.
+    // The same address, healthy now: back in rotation once the ejection is over.
     let addr = faulty.running.addr.to_string();
     faulty.running.stop().await;
     let replacement = calculator(&[], &addr);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while replacement.calls() == 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("back in rotation after the ejection time");
-    stop.store(true, Ordering::Relaxed);
+    let back = channel.wait_for_endpoints(|c| c.eligible == 3 && c.ejected == 0);
+    tokio::time::timeout(Duration::from_secs(10), back)
+        .await
+        .expect("back in rotation after the ejection time");
+    assert_eq!(calls(&channel, 30).await, 0);
+    assert!(replacement.calls() > 0, "the replacement takes calls");
     for c in healthy.into_iter().chain([replacement]) {
         c.running.stop().await;
     }
