@@ -4,7 +4,7 @@
 //! attempts — counted by the server, `grpc_server_started_total` — and end with the same
 //! statuses: retryPolicy, maxAttempts capped at 5, retryThrottling, pushback (stop, and retry
 //! after N ms), per-method timeout and waitForReady. grpc-go has no hedging, so hedgingPolicy is
-//! checked against the server's counts alone.
+//! judged against grpc-java (`interop/java`'s `CalcCalls`) the same way.
 
 mod common;
 
@@ -119,21 +119,45 @@ async fn go_calls(server: &FaultyServer, target: &str, config: &str, n: u64) -> 
         "{} is missing: run ./scripts/test (it builds interop/go/calculator)",
         program.display()
     );
+    let program = program.display().to_string();
+    peer_calls(&[&program, "-timeout", "3s"], server, target, config, n).await
+}
+
+/// `n` calls, one at a time, by grpc-java with the same config (`CalcCalls`).
+async fn java_calls(server: &FaultyServer, target: &str, config: &str, n: u64) -> Run {
+    let jar = root().join("target/interop/java/calc-java.jar");
+    assert!(
+        jar.exists(),
+        "{} is missing: run ./interop/setup",
+        jar.display()
+    );
+    let jar = jar.display().to_string();
+    let command = [
+        "java",
+        "-cp",
+        &jar,
+        "calcmesh.interop.CalcCalls",
+        "-timeout",
+        "3",
+    ];
+    peer_calls(&command, server, target, config, n).await
+}
+
+/// A peer's `calls` program (`command`, then the flags both peers take): its run.
+async fn peer_calls(
+    command: &[&str],
+    server: &FaultyServer,
+    target: &str,
+    config: &str,
+    n: u64,
+) -> Run {
     let before = server.attempts().await;
     let n = n.to_string();
-    let args = [
-        "-target",
-        target,
-        "-n",
-        &n,
-        "-timeout",
-        "3s",
-        "-service-config",
-        config,
-    ];
-    let out = run(program, &args, "").await;
+    let mut args = command[1..].to_vec();
+    args.extend(["-target", target, "-n", &n, "-service-config", config]);
+    let out = run(command[0], &args, "").await;
     let report: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("calls: {e}: {}{}", out.stdout, out.stderr));
+        .unwrap_or_else(|e| panic!("{command:?}: {e}: {}{}", out.stdout, out.stderr));
     Run {
         status: statuses(&report),
         attempts: server.attempts().await - before,
@@ -275,6 +299,52 @@ fn hedging_config(max_attempts: u32, delay: &str, non_fatal: &str) -> String {
           "hedgingPolicy": {{"maxAttempts": {max_attempts}, "hedgingDelay": "{delay}",
             "nonFatalStatusCodes": [{non_fatal}]}}}}]}}"#
     )
+}
+
+/// grpc-go has no hedging; grpc-java has. The same hedging configs given to calcmesh's client and
+/// to grpc-java (`interop/java`'s `CalcCalls`) make the same copies, counted by the server, and
+/// end with the same statuses.
+#[tokio::test]
+async fn hedging_attempts_and_statuses_match_grpc_java() {
+    let slow = FaultyServer::start(&[&format!("{CALCULATE},delay=300ms")]).await;
+    let failing = FaultyServer::start(&[&format!("{CALCULATE},status=UNAVAILABLE")]).await;
+    let cases = [
+        // (server, config, calls, attempts, final status)
+        (&slow, hedging_config(3, "0.05s", ""), 4, 12, "OK"),
+        (
+            &failing,
+            hedging_config(3, "10s", r#""ABORTED""#),
+            2,
+            2,
+            "UNAVAILABLE",
+        ),
+    ];
+    for (server, config, calls, attempts, code) in cases {
+        let ours = calcmesh_calls(server, &server.grpc, &config, calls).await;
+        let java = java_calls(server, &server.grpc, &config, calls).await;
+        let want = status(&[(code, calls)]);
+        assert_eq!(
+            (&ours.status, ours.attempts),
+            (&want, attempts),
+            "calcmesh with {config}"
+        );
+        assert_eq!(
+            (&java.status, java.attempts),
+            (&want, attempts),
+            "grpc-java with {config}"
+        );
+    }
+    // The one difference, where calcmesh follows gRFC A6 ("Retryable/Non-Fatal Status Code:
+    // immediately send next scheduled hedged request"): after a non-fatal status grpc-java 1.85.1
+    // waits for the next hedgingDelay instead, so with a 10 s delay and a 3 s deadline its calls
+    // end DEADLINE_EXCEEDED after one copy each. CONFORMANCE.md records it.
+    let non_fatal = hedging_config(3, "10s", r#""UNAVAILABLE""#);
+    let ours = calcmesh_calls(&failing, &failing.grpc, &non_fatal, 2).await;
+    assert_eq!(
+        (ours.status, ours.attempts),
+        (status(&[("UNAVAILABLE", 2)]), 6)
+    );
+    assert!(ours.seconds < 5.0, "no copy waited out the 10 s delay");
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use tonic::body::Body;
 use super::Shared;
 use super::attempt::{Call, deadline_exceeded, trailers_only_code};
 use crate::client::balance::{Endpoint, Outstanding};
-use crate::client::retry::Pushback;
+use crate::client::retry::{Pushback, never_reached_server};
 use crate::client::service_config::HedgingPolicy;
 use crate::error::BoxError;
 
@@ -114,6 +114,11 @@ impl Shared {
                 Some(code) if code != tonic::Code::Ok => (code, Pushback::of(response.headers())),
                 _ => return Next::Answer,
             },
+            // A copy the server never saw (a connection closing under it) ends nothing: the
+            // next copy goes at once, as a transparent retry would.
+            Err(err) if never_reached_server(err.as_ref()) => {
+                return Next::Hedge(Some(Instant::now()));
+            }
             Err(_) => (tonic::Code::Unavailable, Pushback::None),
         };
         if !policy.non_fatal_codes.contains(&code) {
