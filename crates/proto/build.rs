@@ -15,6 +15,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
+    // Its own descriptor set: reflection lists channelz only where it is served.
+    let channelz = "../../proto/grpc/channelz/v1/channelz.proto";
+    let fds = protox::compile([channelz], ["../../proto"])?;
+    std::fs::write(out.join("channelz_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    println!("cargo:rerun-if-changed={channelz}");
     if std::env::var_os("CARGO_FEATURE_INTEROP").is_some() {
         compile_interop(&out)?;
     }

@@ -456,6 +456,12 @@ pub(crate) struct ServerArgs {
     /// repeatable; `*` allows any. Needs --grpc-web.
     #[arg(long, requires = "grpc_web")]
     pub(crate) grpc_web_allow_origin: Vec<String>,
+    /// Serve gRPC's channelz (grpc.channelz.v1.Channelz) for gRPC's debugging tools: this
+    /// process's servers, channels, endpoints and connections with their calls, states and
+    /// addresses. Under a policy, only identities allowed /grpc.channelz.v1.Channelz/ may call
+    /// it. Off unless given.
+    #[arg(long, env = "CALCMESH_CHANNELZ")]
+    pub(crate) channelz: bool,
     /// Inject a fault, for drills (repeatable; off unless given): a share of calls fail with a
     /// status or wait first. KEY=VALUE pairs: method=/SERVICE/METHOD or /SERVICE/ (default: every
     /// method but health and reflection), status=CODE (e.g. UNAVAILABLE), delay=DURATION (e.g.
@@ -529,6 +535,7 @@ impl ServerArgs {
                 min_time: self.keepalive_min_time.into(),
                 permit_without_calls: self.keepalive_permit_without_calls,
             },
+            channelz: self.channelz,
             ..ServerConfig::default()
         })
     }

@@ -69,11 +69,13 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let evaluator_admin = admin_listener.local_addr()?;
     let listener = listen(args.evaluator_listen, &config)?;
     let evaluator_addr = listener.local_addr()?;
-    // The dashboard, served by the admin endpoint, calls the evaluator over gRPC-Web.
+    // The dashboard, served by the admin endpoint, calls the evaluator over gRPC-Web; gRPC's
+    // debugging tools read the whole process's channelz there.
     let web_config = ServerConfig {
         grpc_web: Some(GrpcWeb {
             allow_origins: vec![format!("http://{evaluator_admin}")],
         }),
+        channelz: true,
         ..config.clone()
     };
     let evaluator = evaluator_server(&web_config, channel.clone(), args.limits.config());
@@ -84,7 +86,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .client(&channel);
     let evaluator = Running::spawn(evaluator, listener);
     say(&format!(
-        "evaluator listening on {evaluator_addr} (computing on {target}, {security}; gRPC-Web too)"
+        "evaluator listening on {evaluator_addr} (computing on {target}, {security}; gRPC-Web and channelz too)"
     ))?;
     mesh.admins
         .push(Beside::admin(admin_listener, admin, "evaluator admin")?);

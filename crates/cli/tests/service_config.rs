@@ -505,3 +505,61 @@ async fn an_aggressive_grpc_go_keepalive_is_told_too_many_pings() {
         out.stderr
     );
 }
+
+/// The client half of gRFC A8, judged by grpc-go's server: a calcmesh channel pinging every
+/// second a grpc-go server that allows a ping every 1.5 s is sent GOAWAY ENHANCE_YOUR_CALM
+/// "too_many_pings" (its call ends UNAVAILABLE), doubles its keepalive time for new connections
+/// to 2 s, and on its new connection is left alone: a call held open for longer than three
+/// early pings would take is not ended.
+#[tokio::test]
+async fn told_too_many_pings_by_grpc_go_a_calcmesh_channel_doubles_its_keepalive() {
+    use calcmesh_proto::calculator::Request;
+    use calcmesh_proto::calculator::calculator_client::CalculatorClient;
+    use std::time::Duration;
+
+    let program = root().join("target/interop/go/bin/calc-server");
+    let args = [
+        "-port",
+        "0",
+        "-keepalive-min-time",
+        "1500ms",
+        "-keepalive-permit-without-stream",
+    ];
+    let server = ServerProcess::start(program, &args).await;
+    let config = calcmesh_runtime::ClientConfig {
+        keepalive_interval: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let channel = calcmesh_runtime::connect(&server.addr.parse().unwrap(), &config).unwrap();
+    // A call the server never answers: only the keepalive PINGs cross the connection.
+    let quiet_call = || {
+        let mut client = CalculatorClient::new(channel.clone());
+        async move {
+            client
+                .calculate_stream(futures_util::stream::pending::<Request>())
+                .await
+        }
+    };
+    let ended = tokio::time::timeout(Duration::from_secs(20), quiet_call())
+        .await
+        .expect("grpc-go ends the connection within 20 s");
+    assert_eq!(
+        ended.expect_err("the call ends with the connection").code(),
+        tonic::Code::Unavailable
+    );
+    assert_eq!(channel.status().keepalive_time, Duration::from_secs(2));
+    // At 2 s, four early pings would take 8 s.
+    let held = tokio::time::timeout(Duration::from_secs(9), quiet_call()).await;
+    assert!(held.is_err(), "the call is still open: {held:?}");
+    assert_eq!(channel.status().keepalive_time, Duration::from_secs(2));
+    let mut client = CalculatorClient::new(channel.clone());
+    let request = Request {
+        num1: 2.0,
+        num2: 3.0,
+        operator: "+".into(),
+    };
+    assert_eq!(
+        client.calculate(request).await.unwrap().get_ref().result,
+        5.0
+    );
+}

@@ -5,6 +5,8 @@
 //!   `Calculator/Calculate` contract plus the streaming RPCs.
 //! - [`evaluator`]: package `calcmesh.evaluator.v1` from `proto/evaluator.proto`.
 //! - [`FILE_DESCRIPTOR_SET`]: every file above, encoded, for server reflection.
+//! - [`channelz`] and [`CHANNELZ_DESCRIPTOR_SET`]: package `grpc.channelz.v1` from
+//!   `proto/grpc/channelz/v1/channelz.proto`, the part of gRPC's channelz that calcmesh serves.
 //! - `grpc_testing` and `INTEROP_DESCRIPTOR_SET` (feature `interop`): gRPC's official interop
 //!   test service, from Debian's `grpc-proto`.
 //!
@@ -21,6 +23,17 @@ pub mod calculator {
 pub mod evaluator {
     tonic::include_proto!("calcmesh.evaluator.v1");
 }
+
+/// Package `grpc.channelz.v1`: gRPC's channelz debugging service, as far as calcmesh fills it.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod channelz {
+    tonic::include_proto!("grpc.channelz.v1");
+}
+
+/// The encoded `FileDescriptorSet` of the channelz proto, for server reflection where channelz
+/// is served.
+pub const CHANNELZ_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/channelz_descriptor.bin"));
 
 /// Package `grpc.testing`: gRPC's interop test service (feature `interop`, from Debian's
 /// `grpc-proto`).

@@ -27,12 +27,14 @@
 
 pub mod admin;
 mod backoff;
+pub mod channelz;
 pub mod client;
 pub mod codes;
 pub mod compression;
 pub mod deadline;
 pub mod error;
 pub mod framing;
+mod h2;
 pub mod server;
 pub mod shutdown;
 mod sync;

@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use tokio::sync::{Notify, watch};
@@ -25,6 +25,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::backoff::Backoff;
+use crate::channelz::registry::{CallCounts, Connectivity, SocketStats, next_id, now_ms};
+use crate::client::connector::CurrentSocket;
 use crate::client::outlier::{OutlierDetection, OutlierState};
 
 /// How a client spreads calls over endpoints.
@@ -126,6 +128,12 @@ impl State {
 pub(crate) struct Endpoint {
     pub(crate) authority: String,
     pub(crate) channel: Channel,
+    /// Its channelz subchannel id.
+    pub(crate) id: i64,
+    /// Its connection now, for channelz.
+    pub(crate) socket: CurrentSocket,
+    /// When its last call started, in ms since the Unix epoch (0: never).
+    last_call_ms: AtomicI64,
     outstanding: AtomicUsize,
     state: AtomicU8,
     /// Times it went out of rotation (eligible → not serving or down).
@@ -179,6 +187,7 @@ impl Endpoint {
     /// Counts a call as outstanding until the returned guard drops.
     pub(crate) fn start_call(self: &Arc<Self>) -> Outstanding {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.last_call_ms.store(now_ms(), Ordering::Relaxed);
         Outstanding(self.clone())
     }
 
@@ -195,6 +204,35 @@ impl Endpoint {
     /// Times this endpoint went out of rotation.
     pub(crate) fn ejections(&self) -> u64 {
         self.ejections.load(Ordering::Relaxed)
+    }
+
+    /// Its calls, as channelz counts a subchannel's: every attempt sent to it.
+    pub(crate) fn calls(&self) -> CallCounts {
+        let (finished, failed) = self.outliers.totals();
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        CallCounts {
+            started: as_i64(finished) + as_i64(self.outstanding() as u64),
+            succeeded: as_i64(finished - failed),
+            failed: as_i64(failed),
+            last_started_ms: self.last_call_ms.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Its state as gRPC names a subchannel's: a connection that works is READY (health says
+    /// SERVING, or nothing yet), a failed health check or connection TRANSIENT_FAILURE.
+    pub(crate) fn connectivity(&self) -> Connectivity {
+        match self.state() {
+            State::Serving => Connectivity::Ready,
+            State::Unknown if self.socket_now().is_some() => Connectivity::Ready,
+            State::Unknown => Connectivity::Idle,
+            State::Connecting => Connectivity::Connecting,
+            State::NotServing | State::Down => Connectivity::TransientFailure,
+        }
+    }
+
+    /// Its open connection, if it has one.
+    pub(crate) fn socket_now(&self) -> Option<Arc<SocketStats>> {
+        crate::sync::lock(&self.socket).upgrade()
     }
 }
 
@@ -313,7 +351,7 @@ impl EndpointCounts {
 }
 
 /// Makes the channel of a new endpoint from its `host:port`.
-type ChannelFactory = Box<dyn Fn(&str) -> Option<Channel> + Send + Sync>;
+type ChannelFactory = Box<dyn Fn(&str) -> Option<(Channel, CurrentSocket)> + Send + Sync>;
 
 /// The endpoint set of one target.
 pub(crate) struct Balancer {
@@ -341,7 +379,7 @@ impl Balancer {
     pub(crate) fn new(
         policy: LbPolicy,
         health_service: Option<String>,
-        make_channel: impl Fn(&str) -> Option<Channel> + Send + Sync + 'static,
+        make_channel: impl Fn(&str) -> Option<(Channel, CurrentSocket)> + Send + Sync + 'static,
     ) -> Self {
         Self {
             policy: AtomicU8::new(policy.code()),
@@ -394,16 +432,41 @@ impl Balancer {
         if endpoints.iter().any(|e| e.authority == authority) {
             return;
         }
-        let Some(channel) = (self.make_channel)(authority) else {
+        if let Some(endpoint) = self.new_endpoint(authority) {
+            tracing::info!(endpoint = authority, "endpoint added");
+            endpoints.push(endpoint);
+            self.changed.send_replace(());
+        }
+    }
+
+    /// Replaces an endpoint with a new one on a new connection, made as the channel now says
+    /// (a longer keepalive time); calls already on the old one finish there.
+    pub(crate) fn renew(&self, authority: &str) {
+        let mut endpoints = self.write();
+        let Some(slot) = endpoints.iter_mut().find(|e| e.authority == authority) else {
+            return;
+        };
+        if let Some(endpoint) = self.new_endpoint(authority) {
+            tracing::info!(endpoint = authority, "endpoint reconnecting");
+            *slot = endpoint;
+            self.changed.send_replace(());
+        }
+    }
+
+    fn new_endpoint(&self, authority: &str) -> Option<Arc<Endpoint>> {
+        let Some((channel, socket)) = (self.make_channel)(authority) else {
             tracing::warn!(
                 endpoint = authority,
                 "ignoring an endpoint that is not a valid host:port"
             );
-            return;
+            return None;
         };
         let endpoint = Arc::new(Endpoint {
             authority: authority.to_owned(),
             channel,
+            id: next_id(),
+            socket,
+            last_call_ms: AtomicI64::new(0),
             outstanding: AtomicUsize::new(0),
             state: AtomicU8::new(State::Unknown as u8),
             ejections: AtomicU64::new(0),
@@ -417,9 +480,7 @@ impl Balancer {
             let task = tokio::spawn(watch_health(Arc::downgrade(&endpoint), service.clone()));
             let _ = endpoint.watcher.set(task.abort_handle());
         }
-        tracing::info!(endpoint = authority, "endpoint added");
-        endpoints.push(endpoint);
-        self.changed.send_replace(());
+        Some(endpoint)
     }
 
     /// Removes an endpoint; calls already on it finish.

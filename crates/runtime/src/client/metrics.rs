@@ -62,11 +62,11 @@ impl ClientMetrics {
         Fut: Future<Output = Result<http::Response<Body>, crate::error::BoxError>>,
     {
         let mut call = self.rpc.start(request.uri().path());
-        let request = count_messages(request, call.method.sent.clone());
+        let request = count_messages(request, call.method.sent.clone(), None);
         let future = send(request);
         async move {
             match future.await {
-                Ok(response) => Ok(call.settle(response, |m| m.received.clone(), None)),
+                Ok(response) => Ok(call.settle(response, |m| m.received.clone(), None, None)),
                 Err(err) => {
                     let code = err
                         .downcast_ref::<Status>()

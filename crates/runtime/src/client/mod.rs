@@ -9,6 +9,7 @@
 mod attempt;
 pub mod balance;
 mod config;
+mod connector;
 pub mod discovery;
 #[cfg(feature = "etcd")]
 pub mod etcd;
@@ -46,33 +47,50 @@ use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 use tower::retry::budget::TpsBudget;
 
 use crate::client::balance::{Balancer, EndpointCounts};
+use crate::client::connector::{Connector, CurrentSocket, Keepalive};
 use crate::client::discovery::{Change, Discover, Dns, StaticList};
 use crate::client::live_config::LiveConfig;
 
-fn tonic_channel(authority: &str, config: &ClientConfig) -> Option<Channel> {
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let mut endpoint = TonicEndpoint::from_shared(format!("{scheme}://{authority}")).ok()?;
-    if let Some(tls) = &config.tls {
-        endpoint = endpoint
-            .tls_config(tls.tonic())
-            .inspect_err(
-                |err| tracing::error!(endpoint = authority, %err, "TLS configuration refused"),
-            )
-            .ok()?;
+/// One endpoint's tonic channel: its connections made by [`Connector`] (TCP, TLS, the watch for
+/// "too_many_pings"), with the channel's keepalive time as it is now.
+fn tonic_channel(
+    authority: &str,
+    config: &ClientConfig,
+    keepalive: &Arc<Keepalive>,
+) -> Option<(Channel, CurrentSocket)> {
+    let mut endpoint = TonicEndpoint::from_shared(format!("http://{authority}")).ok()?;
+    if config.tls.is_some() {
+        // The connector makes the TLS handshake; the requests still say `https`.
+        endpoint = endpoint.origin(format!("https://{authority}").parse().ok()?);
     }
-    Some(
-        endpoint
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(config.keepalive_interval)
-            .keep_alive_timeout(config.keepalive_timeout)
-            .keep_alive_while_idle(true)
-            .connect_lazy(),
-    )
+    let socket = CurrentSocket::default();
+    let connector = Connector::new(
+        authority,
+        config.tls.clone(),
+        keepalive.clone(),
+        socket.clone(),
+    );
+    let channel = endpoint
+        .connect_timeout(config.connect_timeout)
+        .http2_keep_alive_interval(keepalive.time())
+        .keep_alive_timeout(config.keepalive_timeout)
+        .keep_alive_while_idle(true)
+        .connect_with_connector_lazy(connector);
+    Some((channel, socket))
+}
+
+/// Reconnects each endpoint told "too_many_pings" with the channel's new keepalive time, until
+/// the channel is gone.
+async fn renew_endpoints(
+    balancer: std::sync::Weak<Balancer>,
+    mut renewals: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(endpoint) = renewals.recv().await {
+        let Some(balancer) = balancer.upgrade() else {
+            return;
+        };
+        balancer.renew(&endpoint);
+    }
 }
 
 fn discovery(target: &Target, config: &ClientConfig) -> Result<Box<dyn Discover>, ClientError> {
@@ -116,14 +134,17 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
         config.policy,
     ));
     let factory_config = config.clone();
+    let (keepalive, renewals) = Keepalive::new(config.keepalive_interval);
+    let factory_keepalive = keepalive.clone();
     let balancer = Arc::new(Balancer::new(
         live.policy(),
         match live.get().and_then(|c| c.health_service.clone()) {
             Some(name) => Some(name),
             None => config.health_service.clone(),
         },
-        move |authority| tonic_channel(authority, &factory_config),
+        move |authority| tonic_channel(authority, &factory_config, &factory_keepalive),
     ));
+    tokio::spawn(renew_endpoints(Arc::downgrade(&balancer), renewals));
     tokio::spawn(detect_outliers(
         Arc::downgrade(&balancer),
         live.outlier_detection(),
@@ -163,8 +184,12 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
         live,
         retries: AtomicU64::new(0),
         discovery,
+        keepalive,
         _stop: stop,
     });
+    let source: std::sync::Weak<dyn crate::channelz::registry::ChannelSource> =
+        Arc::downgrade(&shared) as _;
+    crate::channelz::registry::register_channel(source);
     if let Some(metrics) = &config.metrics {
         let mut channels = crate::sync::lock(&metrics.channels);
         channels.retain(|c| c.strong_count() > 0);
@@ -261,6 +286,8 @@ pub(crate) struct Shared {
     /// Attempts sent again on another endpoint.
     retries: AtomicU64,
     discovery: Arc<DiscoveryStats>,
+    /// The keepalive time for new connections.
+    keepalive: Arc<Keepalive>,
     /// Dropped with the last clone of the channel: stops discovery.
     _stop: oneshot::Sender<()>,
 }

@@ -5,6 +5,9 @@
 use serde::Serialize;
 
 use super::MeshChannel;
+use crate::channelz::registry::{
+    CallCounts, ChannelSnapshot, ChannelSource, Connectivity, SubchannelSnapshot,
+};
 use crate::client::balance::State;
 
 /// One channel, now.
@@ -16,6 +19,10 @@ pub struct ChannelStatus {
     pub policy: String,
     /// Attempts sent again (retries and hedges).
     pub retries: u64,
+    /// How often new connections send a keepalive PING when quiet: as configured, doubled on
+    /// each GOAWAY "too_many_pings" from a server (gRFC A8).
+    #[serde(rename = "keepalive_time_ms", serialize_with = "millis")]
+    pub keepalive_time: std::time::Duration,
     /// Its endpoints.
     pub endpoints: Vec<EndpointStatus>,
 }
@@ -67,9 +74,14 @@ impl MeshChannel {
             target: shared.target.clone(),
             policy: shared.balancer.policy().to_string(),
             retries: shared.retries.load(std::sync::atomic::Ordering::Relaxed),
+            keepalive_time: shared.keepalive.time(),
             endpoints,
         }
     }
+}
+
+fn millis<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn state_name(state: State, ejected: bool) -> &'static str {
@@ -80,5 +92,50 @@ fn state_name(state: State, ejected: bool) -> &'static str {
         State::NotServing => "NOT_SERVING",
         State::Down => "DOWN",
         State::Connecting => "CONNECTING",
+    }
+}
+
+impl ChannelSource for super::Shared {
+    /// The channel as channelz shows it: its subchannels are its endpoints, its calls theirs
+    /// added up (attempts, so a retried call counts twice), its state the best of theirs.
+    fn snapshot(&self) -> ChannelSnapshot {
+        let subchannels: Vec<SubchannelSnapshot> = self
+            .balancer
+            .snapshot()
+            .iter()
+            .map(|e| SubchannelSnapshot {
+                id: e.id,
+                address: e.authority.clone(),
+                state: e.connectivity(),
+                calls: e.calls(),
+                socket: e.socket_now(),
+            })
+            .collect();
+        let mut calls = CallCounts::default();
+        for sub in &subchannels {
+            calls.started += sub.calls.started;
+            calls.succeeded += sub.calls.succeeded;
+            calls.failed += sub.calls.failed;
+            calls.last_started_ms = calls.last_started_ms.max(sub.calls.last_started_ms);
+        }
+        let states: Vec<Connectivity> = subchannels.iter().map(|s| s.state).collect();
+        let state = [
+            Connectivity::Ready,
+            Connectivity::Connecting,
+            Connectivity::Idle,
+        ]
+        .into_iter()
+        .find(|s| states.contains(s))
+        .unwrap_or(if states.is_empty() {
+            Connectivity::Idle
+        } else {
+            Connectivity::TransientFailure
+        });
+        ChannelSnapshot {
+            target: self.target.clone(),
+            state,
+            calls,
+            subchannels,
+        }
     }
 }

@@ -178,6 +178,7 @@ mod tests {
             remote: None,
             identity: identity.map(str::to_owned),
             tls: true,
+            socket: None,
         }
     }
 

@@ -12,11 +12,20 @@
 
 use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
+
+use crate::tls::PeerInfo;
+
+use crate::channelz::SocketStats;
+use crate::h2::{
+    ACK, DATA, END_STREAM, ENHANCE_YOUR_CALM, Frame, Framer, HEADERS, PING, PREFACE, RST_STREAM,
+    TOO_MANY_PINGS,
+};
 
 /// What a server allows its clients' keepalives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,79 +50,11 @@ impl Default for PingPolicy {
 const IDLE_PING_TIME: Duration = Duration::from_secs(2 * 60 * 60);
 /// Strikes forgiven; one more closes the connection (grpc-go's `maxPingStrikes`).
 const MAX_STRIKES: u32 = 2;
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const HEADER_LEN: usize = 9;
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const RST_STREAM: u8 = 3;
-const PING: u8 = 6;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
-
-/// A frame header seen on one direction of the connection.
-#[derive(Debug, Clone, Copy)]
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-}
-
-/// Finds frame headers in one direction's bytes as they pass.
-#[derive(Debug)]
-struct Framer {
-    /// Bytes still to skip: the preface, then each frame's payload.
-    skip: usize,
-    header: [u8; HEADER_LEN],
-    filled: usize,
-}
-
-impl Framer {
-    fn new(preface: usize) -> Self {
-        Self {
-            skip: preface,
-            header: [0; HEADER_LEN],
-            filled: 0,
-        }
-    }
-
-    /// Whether the bytes so far end exactly at a frame boundary.
-    fn at_boundary(&self) -> bool {
-        self.skip == 0 && self.filled == 0
-    }
-
-    /// Feeds `bytes`, calling `seen` for each complete frame header.
-    fn feed(&mut self, mut bytes: &[u8], mut seen: impl FnMut(Frame)) {
-        while !bytes.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(bytes.len());
-                self.skip -= n;
-                bytes = &bytes[n..];
-                continue;
-            }
-            let n = (HEADER_LEN - self.filled).min(bytes.len());
-            self.header[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
-            self.filled += n;
-            bytes = &bytes[n..];
-            if self.filled == HEADER_LEN {
-                let h = self.header;
-                self.filled = 0;
-                self.skip = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
-                let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
-                seen(Frame {
-                    kind: h[3],
-                    flags: h[4],
-                    stream,
-                });
-            }
-        }
-    }
-}
-
-/// The policy's view of one connection.
+/// The policy's view of one connection, and its channelz numbers.
 #[derive(Debug)]
 struct Referee {
     policy: PingPolicy,
+    stats: Arc<SocketStats>,
     open: HashSet<u32>,
     last_stream: u32,
     last_ping: Option<Instant>,
@@ -127,10 +68,9 @@ impl Referee {
             HEADERS if frame.stream > self.last_stream => {
                 self.last_stream = frame.stream;
                 self.open.insert(frame.stream);
+                self.stats.stream_opened(false);
             }
-            RST_STREAM => {
-                self.open.remove(&frame.stream);
-            }
+            RST_STREAM => self.ended(frame.stream, false),
             PING if frame.flags & ACK == 0 => return self.ping(Instant::now()),
             _ => {}
         }
@@ -143,9 +83,17 @@ impl Referee {
         if matches!(frame.kind, DATA | HEADERS) {
             self.strikes = 0;
         }
-        let ends = matches!(frame.kind, DATA | HEADERS) && frame.flags & END_STREAM != 0;
-        if ends || frame.kind == RST_STREAM {
-            self.open.remove(&frame.stream);
+        if matches!(frame.kind, DATA | HEADERS) && frame.flags & END_STREAM != 0 {
+            self.ended(frame.stream, true);
+        } else if frame.kind == RST_STREAM {
+            self.ended(frame.stream, false);
+        }
+    }
+
+    /// A call ended: with END_STREAM from the server (`ok`, as channelz counts it), or reset.
+    fn ended(&mut self, stream: u32, ok: bool) {
+        if self.open.remove(&stream) {
+            self.stats.stream_ended(ok);
         }
     }
 
@@ -164,14 +112,7 @@ impl Referee {
 
     /// GOAWAY(last stream, ENHANCE_YOUR_CALM, "too_many_pings").
     fn goaway(&self) -> Vec<u8> {
-        let debug = b"too_many_pings";
-        let length = (8 + debug.len()) as u32;
-        let mut frame = length.to_be_bytes()[1..].to_vec();
-        frame.extend([7, 0, 0, 0, 0, 0]);
-        frame.extend(self.last_stream.to_be_bytes());
-        frame.extend(ENHANCE_YOUR_CALM.to_be_bytes());
-        frame.extend(debug);
-        frame
+        crate::h2::goaway(self.last_stream, ENHANCE_YOUR_CALM, TOO_MANY_PINGS)
     }
 }
 
@@ -194,11 +135,12 @@ pin_project_lite::pin_project! {
 }
 
 impl<T> Policed<T> {
-    pub(crate) fn new(inner: T, policy: PingPolicy) -> Self {
+    pub(crate) fn new(inner: T, policy: PingPolicy, stats: Arc<SocketStats>) -> Self {
         Self {
             inner,
             referee: Referee {
                 policy,
+                stats,
                 open: HashSet::new(),
                 last_stream: 0,
                 last_ping: None,
@@ -279,7 +221,7 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for Policed<T> {
             return Poll::Ready(Ok(()));
         }
         let (referee, mut calm) = (this.referee, true);
-        this.reading.feed(&buf.filled()[before..], |frame| {
+        this.reading.feed(&buf.filled()[before..], |frame, _| {
             calm &= !referee.client_sent(frame);
         });
         if !calm {
@@ -311,7 +253,7 @@ impl<T: AsyncWrite> AsyncWrite for Policed<T> {
         }
         let referee = this.referee;
         this.writing
-            .feed(&bytes[..n], |frame| referee.server_sent(frame));
+            .feed(&bytes[..n], |frame, _| referee.server_sent(frame));
         if this.goaway.is_some() && this.writing.at_boundary() {
             // A frame boundary at last: the reader sends the GOAWAY.
             if let Some(reader) = this.reader.take() {
@@ -330,17 +272,24 @@ impl<T: AsyncWrite> AsyncWrite for Policed<T> {
     }
 }
 
-impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected for Policed<T> {
-    type ConnectInfo = T::ConnectInfo;
+impl<T> tonic::transport::server::Connected for Policed<T>
+where
+    T: tonic::transport::server::Connected<ConnectInfo = PeerInfo>,
+{
+    type ConnectInfo = PeerInfo;
 
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+    fn connect_info(&self) -> PeerInfo {
+        PeerInfo {
+            socket: Some(self.referee.stats.clone()),
+            ..self.inner.connect_info()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::h2::tests::header;
 
     fn referee(min_time: u64, permit_without_calls: bool) -> Referee {
         Referee {
@@ -348,35 +297,11 @@ mod tests {
                 min_time: Duration::from_secs(min_time),
                 permit_without_calls,
             },
+            stats: SocketStats::register(None, None, None),
             open: HashSet::new(),
             last_stream: 0,
             last_ping: None,
             strikes: 0,
-        }
-    }
-
-    fn header(kind: u8, flags: u8, stream: u32, len: u32) -> Vec<u8> {
-        let mut h = len.to_be_bytes()[1..].to_vec();
-        h.extend([kind, flags]);
-        h.extend(stream.to_be_bytes());
-        h
-    }
-
-    #[test]
-    fn frames_are_found_across_reads_of_any_size() {
-        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        bytes.extend(header(HEADERS, 4, 1, 3));
-        bytes.extend([1, 2, 3]);
-        bytes.extend(header(PING, 0, 0, 8));
-        bytes.extend([0; 8]);
-        for chunk in [1, 2, 5, 100] {
-            let mut framer = Framer::new(PREFACE.len());
-            let mut seen = Vec::new();
-            for piece in bytes.chunks(chunk) {
-                framer.feed(piece, |f| seen.push((f.kind, f.stream)));
-            }
-            assert_eq!(seen, [(HEADERS, 1), (PING, 0)], "chunks of {chunk}");
-            assert!(framer.at_boundary());
         }
     }
 
@@ -431,11 +356,37 @@ mod tests {
         assert!(ended.open.is_empty(), "trailers end the call");
     }
 
+    #[test]
+    fn streams_are_counted_once_as_channelz_counts_them() {
+        let mut r = referee(60, false);
+        let frame = |kind, flags, stream| Frame {
+            kind,
+            flags,
+            stream,
+        };
+        r.client_sent(frame(HEADERS, 0, 1));
+        r.client_sent(frame(HEADERS, 0, 3));
+        r.server_sent(frame(HEADERS, END_STREAM, 1));
+        r.client_sent(frame(RST_STREAM, 0, 1));
+        r.client_sent(frame(RST_STREAM, 0, 3));
+        let s = r.stats.snapshot();
+        assert_eq!(
+            (s.streams_started, s.streams_succeeded, s.streams_failed),
+            (2, 1, 1),
+            "a reset after the server's END_STREAM changes nothing"
+        );
+        assert!(s.last_remote_stream_ms > 0);
+    }
+
     #[tokio::test]
     async fn a_connection_that_is_not_http2_passes_untouched() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut client, server) = tokio::io::duplex(4096);
-        let mut policed = Policed::new(server, PingPolicy::default());
+        let mut policed = Policed::new(
+            server,
+            PingPolicy::default(),
+            SocketStats::register(None, None, None),
+        );
         let mut sent = b"POST /calculator.Calculator/Calculate HTTP/1.1\r\n\r\n".to_vec();
         for i in 0..5u8 {
             sent.extend(header(PING, 0, 0, 8));
@@ -446,20 +397,5 @@ mod tests {
         let mut read = Vec::new();
         policed.read_to_end(&mut read).await.unwrap();
         assert_eq!(read, sent, "no GOAWAY, nothing dropped");
-    }
-
-    #[test]
-    fn the_goaway_says_enhance_your_calm_too_many_pings() {
-        let mut r = referee(60, false);
-        r.client_sent(Frame {
-            kind: HEADERS,
-            flags: 0,
-            stream: 7,
-        });
-        let frame = r.goaway();
-        assert_eq!(&frame[..9], &header(7, 0, 0, 22)[..]);
-        assert_eq!(&frame[9..13], &7u32.to_be_bytes());
-        assert_eq!(&frame[13..17], &ENHANCE_YOUR_CALM.to_be_bytes());
-        assert_eq!(&frame[17..], b"too_many_pings");
     }
 }

@@ -33,6 +33,7 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
+use crate::channelz::registry::ServerEntry;
 use crate::server::authz::{AuthzLayer, AuthzPolicy};
 use crate::server::fault::FaultLayer;
 use crate::server::health::HealthState;
@@ -87,6 +88,10 @@ pub struct ServerConfig {
     pub ping_policy: keepalive::PingPolicy,
     /// Serve gRPC-Web too (see [`web`]). Default: off.
     pub grpc_web: Option<web::GrpcWeb>,
+    /// Serve `grpc.channelz.v1.Channelz`: this process's servers, channels and connections
+    /// (see [`crate::channelz`]). Under an authorisation policy, only the identities it allows
+    /// `/grpc.channelz.v1.Channelz/` may call it. Default: off.
+    pub channelz: bool,
 }
 
 /// The response header naming the instance that answered (see [`ServerConfig::advertise`]).
@@ -112,6 +117,7 @@ impl Default for ServerConfig {
             faults: Arc::new([]),
             ping_policy: keepalive::PingPolicy::default(),
             grpc_web: None,
+            channelz: false,
         }
     }
 }
@@ -286,18 +292,24 @@ impl Server {
     /// # Errors
     /// The reflection descriptors are invalid, or the transport fails.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
         let addr = listener.local_addr()?;
         self.check_listen(addr)?;
         let metrics = self.metrics();
+        let channelz = crate::channelz::registry::register_server(addr, metrics.clone());
+        let mut routes = std::mem::take(&mut self.routes);
+        if self.config.channelz {
+            routes.add_service(crate::channelz::ChannelzService::server());
+            self.descriptors
+                .push(calcmesh_proto::CHANNELZ_DESCRIPTOR_SET);
+        }
         let reflection_v1 = self.reflection().build_v1()?;
         let reflection_v1alpha = self.reflection().build_v1alpha()?;
         let Server {
             config,
-            mut routes,
             health,
             stats,
             faults,
@@ -308,7 +320,7 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        let incoming = accept(listener, &config, stats);
+        let incoming = accept(listener, &config, stats, Some(channelz.entry.clone()));
         let advertise = config
             .advertise
             .clone()
@@ -404,7 +416,7 @@ pub async fn serve_health(
         tls: None,
         ..config.clone()
     };
-    let incoming = accept(listener, &plaintext, Arc::default());
+    let incoming = accept(listener, &plaintext, Arc::default(), None);
     tonic::transport::Server::builder()
         .add_service(health.service())
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -447,6 +459,7 @@ fn accept(
     listener: TcpListener,
     config: &ServerConfig,
     stats: Arc<ServerStats>,
+    channelz: Option<Arc<ServerEntry>>,
 ) -> ReceiverStream<std::io::Result<Policed<Preface>>> {
     let (tx, rx) = mpsc::channel(64);
     let (tls, handshake) = (config.tls.clone(), config.handshake_timeout);
@@ -472,15 +485,18 @@ fn accept(
             }
             tracing::debug!(%peer, "connection accepted");
             let deadline = tokio::time::Instant::now() + handshake;
+            let policed = {
+                let channelz = channelz.clone();
+                move |conn: Conn| {
+                    let socket = conn.register_socket();
+                    if let Some(server) = &channelz {
+                        server.accepted(&socket);
+                    }
+                    Policed::new(Preface::new(conn, deadline), pings, socket)
+                }
+            };
             let Some(tls) = &tls else {
-                if tx
-                    .send(Ok(Policed::new(
-                        Preface::new(Conn::Plain(tcp), deadline),
-                        pings,
-                    )))
-                    .await
-                    .is_err()
-                {
+                if tx.send(Ok(policed(Conn::Plain(tcp)))).await.is_err() {
                     return;
                 }
                 continue;
@@ -489,10 +505,7 @@ fn accept(
             tokio::spawn(async move {
                 match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let conn = Conn::Tls(Box::new(stream));
-                        let _ = tx
-                            .send(Ok(Policed::new(Preface::new(conn, deadline), pings)))
-                            .await;
+                        let _ = tx.send(Ok(policed(Conn::Tls(Box::new(stream))))).await;
                     }
                     Ok(Err(err)) => tracing::warn!(%peer, %err, "TLS handshake failed"),
                     Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
@@ -624,7 +637,7 @@ mod tests {
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut incoming = accept(listener, &config, Arc::default());
+        let mut incoming = accept(listener, &config, Arc::default(), None);
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let conn = incoming.next().await.unwrap().unwrap();
         let Conn::Plain(tcp) = &conn.get_ref().conn else {

@@ -34,6 +34,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tracing::Instrument;
 
+use crate::channelz::SocketStats;
 use crate::framing::FrameScanner;
 use crate::telemetry::trace::TraceContext;
 use crate::tls::PeerInfo;
@@ -63,7 +64,17 @@ pub(crate) struct MethodMetrics {
     seconds: Histogram,
     handled_family: Family<HandledLabels, Counter>,
     handled: [std::sync::OnceLock<Counter>; 17],
-    in_flight: Arc<AtomicI64>,
+    totals: Arc<Totals>,
+}
+
+/// Every method's calls together: in flight now, and for channelz, started and ended.
+#[derive(Debug, Default)]
+struct Totals {
+    in_flight: AtomicI64,
+    started: AtomicI64,
+    succeeded: AtomicI64,
+    failed: AtomicI64,
+    last_started_ms: AtomicI64,
 }
 
 impl MethodMetrics {
@@ -139,7 +150,7 @@ pub(crate) struct RpcMetrics {
     seconds: Family<MethodLabels, Histogram>,
     types: HashMap<String, &'static str>,
     methods: RwLock<HashMap<String, Arc<MethodMetrics>>>,
-    in_flight: Arc<AtomicI64>,
+    totals: Arc<Totals>,
 }
 
 impl RpcMetrics {
@@ -186,7 +197,7 @@ impl RpcMetrics {
             seconds,
             types: method_types(descriptors),
             methods: RwLock::default(),
-            in_flight: Arc::default(),
+            totals: Arc::default(),
         };
         let known: HashMap<String, Arc<MethodMetrics>> = metrics
             .types
@@ -214,7 +225,7 @@ impl RpcMetrics {
             seconds: self.seconds.get_or_create_owned(&labels),
             handled_family: self.handled.clone(),
             handled: Default::default(),
-            in_flight: self.in_flight.clone(),
+            totals: self.totals.clone(),
             labels,
         })
     }
@@ -235,7 +246,12 @@ impl RpcMetrics {
     pub(crate) fn start(&self, path: &str) -> Call {
         let method = self.method(path);
         method.started.inc();
-        method.in_flight.fetch_add(1, Ordering::Relaxed);
+        let totals = &method.totals;
+        totals.in_flight.fetch_add(1, Ordering::Relaxed);
+        totals.started.fetch_add(1, Ordering::Relaxed);
+        totals
+            .last_started_ms
+            .store(crate::channelz::registry::now_ms(), Ordering::Relaxed);
         Call {
             method,
             started: Instant::now(),
@@ -257,6 +273,12 @@ impl std::fmt::Debug for ServerMetrics {
     }
 }
 
+impl crate::channelz::registry::ServerSource for ServerMetrics {
+    fn calls(&self) -> crate::channelz::CallCounts {
+        ServerMetrics::calls(self)
+    }
+}
+
 impl ServerMetrics {
     /// A registry for a server whose methods are described by `descriptors` (encoded
     /// `FileDescriptorSet`s), which give each method its `grpc_type`.
@@ -266,7 +288,7 @@ impl ServerMetrics {
 
     /// Calls started and not yet finished.
     pub fn in_flight(&self) -> i64 {
-        self.0.in_flight.load(Ordering::Relaxed)
+        self.0.totals.in_flight.load(Ordering::Relaxed)
     }
 
     /// Calls started since the server started, health checks and reflection left out.
@@ -284,6 +306,17 @@ impl ServerMetrics {
     /// The registry, for an exposition ([`crate::admin`]).
     pub fn registry(&self) -> &Registry {
         &self.0.registry
+    }
+
+    /// Every call, health checks included, as channelz counts them.
+    pub fn calls(&self) -> crate::channelz::CallCounts {
+        let t = &self.0.totals;
+        crate::channelz::CallCounts {
+            started: t.started.load(Ordering::Relaxed),
+            succeeded: t.succeeded.load(Ordering::Relaxed),
+            failed: t.failed.load(Ordering::Relaxed),
+            last_started_ms: t.last_started_ms.load(Ordering::Relaxed),
+        }
     }
 
     /// The registry, to add a server's own families before it is shared.
@@ -360,7 +393,14 @@ impl Call {
         let elapsed = self.started.elapsed();
         self.method.handled(code).inc();
         self.method.seconds.observe(elapsed.as_secs_f64());
-        self.method.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let totals = &self.method.totals;
+        totals.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let ended = if code == tonic::Code::Ok {
+            &totals.succeeded
+        } else {
+            &totals.failed
+        };
+        ended.fetch_add(1, Ordering::Relaxed);
         let grpc_code = go_code_name(code);
         let Some(span) = &self.span else {
             let l = &self.method.labels;
@@ -385,6 +425,7 @@ impl Call {
         response: http::Response<Body>,
         messages: impl FnOnce(&MethodMetrics) -> Counter,
         trace: Option<TraceContext>,
+        socket: Option<Arc<SocketStats>>,
     ) -> http::Response<Body> {
         self.code = status_of(response.headers());
         if let Some(code) = self.code {
@@ -396,6 +437,7 @@ impl Call {
                 inner: body,
                 scanner: FrameScanner::default(),
                 messages,
+                socket: socket.map(|s| (s, true)),
                 call: Some(self),
                 trace,
             })
@@ -421,16 +463,19 @@ fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
     Some(tonic::Code::from(value))
 }
 
-/// Wraps a request's body to count its messages.
+/// Wraps a request's body to count its messages (on a server, into its connection's `socket`
+/// too, as received).
 pub(crate) fn count_messages(
     request: http::Request<Body>,
     messages: Counter,
+    socket: Option<Arc<SocketStats>>,
 ) -> http::Request<Body> {
     request.map(|body| {
         Body::new(MeteredBody {
             inner: body,
             scanner: FrameScanner::default(),
             messages,
+            socket: socket.map(|s| (s, false)),
             call: None,
             trace: None,
         })
@@ -477,13 +522,17 @@ where
             span_id = trace.span_id_hex(),
         );
         call.span = Some(span.clone());
-        let request = count_messages(request, call.method.received.clone());
+        let socket = request
+            .extensions()
+            .get::<PeerInfo>()
+            .and_then(|peer| peer.socket.clone());
+        let request = count_messages(request, call.method.received.clone(), socket.clone());
         let future = trace.scope(self.inner.call(request).instrument(span));
         Box::pin(async move {
             let response = future.await?;
             // The response stream runs under the call's span and trace context too: a
             // streaming handler's downstream calls happen while it is polled.
-            Ok(call.settle(response, |m| m.sent.clone(), Some(trace)))
+            Ok(call.settle(response, |m| m.sent.clone(), Some(trace), socket))
         })
     }
 }
@@ -496,6 +545,8 @@ pin_project_lite::pin_project! {
         inner: Body,
         scanner: FrameScanner,
         messages: Counter,
+        // The server connection's channelz numbers, and whether these messages are sent.
+        socket: Option<(Arc<SocketStats>, bool)>,
         call: Option<Call>,
         trace: Option<TraceContext>,
     }
@@ -526,8 +577,11 @@ impl HttpBody for MeteredBody {
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    let n = this.scanner.scan(data.chunk(), usize::MAX).unwrap_or(0);
-                    this.messages.inc_by(n as u64);
+                    let n = this.scanner.scan(data.chunk(), usize::MAX).unwrap_or(0) as u64;
+                    this.messages.inc_by(n);
+                    if let (Some((socket, sent)), 1..) = (this.socket.as_ref(), n) {
+                        socket.messages(*sent, n);
+                    }
                 } else if let (Some(trailers), Some(call)) =
                     (frame.trailers_ref(), this.call.as_mut())
                 {

@@ -8,6 +8,9 @@
 //!   TLS, the caller's identity ([`crate::tls::certs::identity_of`]); in every request's extensions.
 
 pub mod certs;
+mod client;
+
+pub use client::ClientTls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -212,68 +215,6 @@ impl ServerTls {
     }
 }
 
-/// A client's TLS: whom to trust and, for mutual TLS, who we are. Its `Debug` output leaves
-/// the key out.
-#[derive(Clone)]
-pub struct ClientTls {
-    ca_pem: Vec<u8>,
-    identity: Option<(Vec<u8>, Vec<u8>)>,
-    server_name: Option<String>,
-}
-
-impl std::fmt::Debug for ClientTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientTls")
-            .field("ca", &format_args!("{} bytes of PEM", self.ca_pem.len()))
-            .field("client_certificate", &self.identity.is_some())
-            .field("server_name", &self.server_name)
-            .finish()
-    }
-}
-
-impl ClientTls {
-    /// Reads the CA and, if given, the client certificate and key.
-    ///
-    /// # Errors
-    /// A file is missing or does not hold what it should.
-    pub fn load(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Self, TlsError> {
-        certs(ca)?;
-        let identity = match identity {
-            Some((cert, k)) => {
-                certs(cert)?;
-                key(k)?;
-                Some((read(cert)?, read(k)?))
-            }
-            None => None,
-        };
-        Ok(Self {
-            ca_pem: read(ca)?,
-            identity,
-            server_name: None,
-        })
-    }
-
-    /// Checks every server's certificate against `name` instead of the host dialled: for
-    /// endpoints found by address (a `dns:///` headless Service gives pod IPs) whose
-    /// certificates name the service.
-    pub fn with_server_name(mut self, name: impl Into<String>) -> Self {
-        self.server_name = Some(name.into());
-        self
-    }
-
-    pub(crate) fn tonic(&self) -> tonic::transport::ClientTlsConfig {
-        let mut config = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem));
-        if let Some(name) = &self.server_name {
-            config = config.domain_name(name.clone());
-        }
-        match &self.identity {
-            Some((cert, key)) => config.identity(tonic::transport::Identity::from_pem(cert, key)),
-            None => config,
-        }
-    }
-}
-
 /// What a server knows of the connection a request came on. In every request's extensions.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
@@ -283,6 +224,31 @@ pub struct PeerInfo {
     pub identity: Option<String>,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The connection's channelz numbers (the server counts its messages into them).
+    pub socket: Option<Arc<crate::channelz::SocketStats>>,
+}
+
+/// A TLS session as channelz shows it: the cipher suite by its standard name (rustls says
+/// `TLS13_…` where the IANA registry says `TLS_…`), our certificate and the peer's.
+pub(crate) fn channelz_tls(
+    session: &rustls::CommonState,
+    local_certificate: Vec<u8>,
+) -> crate::channelz::registry::TlsInfo {
+    let cipher = session
+        .negotiated_cipher_suite()
+        .and_then(|suite| suite.suite().as_str())
+        .map(|name| name.replacen("TLS13_", "TLS_", 1))
+        .unwrap_or_default();
+    let remote_certificate = session
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| cert.to_vec())
+        .unwrap_or_default();
+    crate::channelz::registry::TlsInfo {
+        cipher,
+        local_certificate,
+        remote_certificate,
+    }
 }
 
 /// A server connection: plaintext or TLS.
@@ -301,6 +267,7 @@ impl tonic::transport::server::Connected for Conn {
                 remote: tcp.peer_addr().ok(),
                 identity: None,
                 tls: false,
+                socket: None,
             },
             Conn::Tls(tls) => {
                 let (tcp, session) = tls.get_ref();
@@ -312,9 +279,24 @@ impl tonic::transport::server::Connected for Conn {
                     remote: tcp.peer_addr().ok(),
                     identity,
                     tls: true,
+                    socket: None,
                 }
             }
         }
+    }
+}
+
+impl Conn {
+    /// A new channelz entry for this connection: its addresses and TLS.
+    pub(crate) fn register_socket(&self) -> Arc<crate::channelz::SocketStats> {
+        let (tcp, tls) = match self {
+            Conn::Plain(tcp) => (tcp, None),
+            Conn::Tls(stream) => {
+                let (tcp, session) = stream.get_ref();
+                (tcp, Some(channelz_tls(session, Vec::new())))
+            }
+        };
+        crate::channelz::SocketStats::register(tcp.local_addr().ok(), tcp.peer_addr().ok(), tls)
     }
 }
 

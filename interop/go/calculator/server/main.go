@@ -21,11 +21,13 @@ import (
 	"sort"
 	"strconv"
 	"syscall"
+	"time"
 
 	pb "calcmesh.invalid/interop/go/calculator/calculatorpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/encoding/gzip" // reads gzip requests, as every other peer does
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -291,12 +293,17 @@ func (calculator) RunningSummary(stream pb.Calculator_RunningSummaryServer) erro
 func main() {
 	host := flag.String("host", "127.0.0.1", "address to bind")
 	port := flag.Int("port", 50051, "port to bind; 0 picks a free one")
+	minTime := flag.Duration("keepalive-min-time", 5*time.Minute, "least time between a client's pings (grpc-go's keepalive enforcement); sooner, three times, is GOAWAY too_many_pings")
+	permit := flag.Bool("keepalive-permit-without-stream", false, "let clients ping while no call is open")
 	flag.Parse()
 	listener, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
-	server := grpc.NewServer()
+	server := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+		MinTime:             *minTime,
+		PermitWithoutStream: *permit,
+	}))
 	pb.RegisterCalculatorServer(server, calculator{})
 	fmt.Printf("listening on %s\n", listener.Addr())
 	os.Stdout.Sync()

@@ -1,0 +1,292 @@
+//! The connections a channel makes: TCP, then TLS when configured, each watched for the
+//! server's GOAWAY ENHANCE_YOUR_CALM "too_many_pings" (gRFC A8). On one, the channel logs it and
+//! doubles its keepalive time for new connections, and the endpoint reconnects with it — so a
+//! client configured to ping more often than a server allows settles on what the server takes,
+//! as grpc-go and grpc-java clients do.
+//!
+//! Each connection also keeps its channelz numbers ([`SocketStats`]): streams opened by its
+//! HEADERS, ended by the server's END_STREAM or a reset, and keepalive PINGs sent.
+//!
+//! tonic puts its own TLS above a custom connector's stream, where the frames are encrypted;
+//! the handshake is therefore made here ([`ClientTls::handshake`]), beneath the frame watch, and
+//! tonic is given the `https` origin for the requests.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::channelz::SocketStats;
+use crate::error::BoxError;
+use crate::h2::{
+    ACK, DATA, END_STREAM, Frame, Framer, GOAWAY, HEADERS, PING, PREFACE, RST_STREAM,
+    is_too_many_pings,
+};
+use crate::tls::{ClientTls, channelz_tls};
+
+/// A channel's keepalive time for new connections, doubled on each "too_many_pings".
+#[derive(Debug)]
+pub(crate) struct Keepalive {
+    millis: AtomicU64,
+    /// Endpoints to reconnect with the new time.
+    renew: mpsc::UnboundedSender<String>,
+}
+
+impl Keepalive {
+    /// Starts at `time`; the receiver gets each endpoint told "too_many_pings".
+    pub(crate) fn new(time: Duration) -> (Arc<Self>, mpsc::UnboundedReceiver<String>) {
+        let (renew, renewals) = mpsc::unbounded_channel();
+        let millis = AtomicU64::new(u64::try_from(time.as_millis()).unwrap_or(u64::MAX));
+        (Arc::new(Self { millis, renew }), renewals)
+    }
+
+    /// The time for a new connection.
+    pub(crate) fn time(&self) -> Duration {
+        Duration::from_millis(self.millis.load(Ordering::Relaxed))
+    }
+
+    /// A connection to `endpoint` that pinged every `used` was told "too_many_pings": new
+    /// connections ping at most half as often (connections told at once double it once).
+    fn too_many_pings(&self, endpoint: &str, used: Duration) {
+        let doubled = u64::try_from(used.as_millis().saturating_mul(2)).unwrap_or(u64::MAX);
+        self.millis.fetch_max(doubled, Ordering::Relaxed);
+        tracing::warn!(
+            endpoint,
+            keepalive_time = ?self.time(),
+            "server sent GOAWAY ENHANCE_YOUR_CALM too_many_pings: keepalive time doubled for new connections"
+        );
+        let _ = self.renew.send(endpoint.to_owned());
+    }
+}
+
+/// An endpoint's connection now, for channelz: set by each new connection.
+pub(crate) type CurrentSocket = Arc<Mutex<Weak<SocketStats>>>;
+
+/// Makes one endpoint's connections: TCP (no Nagle), TLS if configured, then the frame watch.
+#[derive(Debug, Clone)]
+pub(crate) struct Connector {
+    endpoint: Arc<str>,
+    tls: Option<ClientTls>,
+    keepalive: Arc<Keepalive>,
+    /// The keepalive time this endpoint's connections are made with.
+    used: Duration,
+    current: CurrentSocket,
+}
+
+impl Connector {
+    pub(crate) fn new(
+        endpoint: &str,
+        tls: Option<ClientTls>,
+        keepalive: Arc<Keepalive>,
+        current: CurrentSocket,
+    ) -> Self {
+        let used = keepalive.time();
+        Self {
+            endpoint: endpoint.into(),
+            tls,
+            keepalive,
+            used,
+            current,
+        }
+    }
+
+    async fn connect(self, uri: http::Uri) -> Result<TokioIo<Watched>, BoxError> {
+        let host = uri.host().ok_or("the endpoint has no host")?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().ok_or("the endpoint has no port")?;
+        let tcp = TcpStream::connect((host, port)).await?;
+        tcp.set_nodelay(true)?;
+        let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
+        let (stream, tls): (Box<dyn Io>, _) = match &self.tls {
+            Some(tls) => {
+                let stream = tls.handshake(host, tcp).await?;
+                let info = channelz_tls(stream.get_ref().1, tls.local_certificate().to_vec());
+                (Box::new(stream), Some(info))
+            }
+            None => (Box::new(tcp), None),
+        };
+        let stats = SocketStats::register(local, remote, tls);
+        *crate::sync::lock(&self.current) = Arc::downgrade(&stats);
+        Ok(TokioIo::new(Watched {
+            inner: stream,
+            reading: Framer::new(0).keeping(GOAWAY),
+            writing: Framer::new(PREFACE.len()),
+            watch: Watch {
+                open: HashSet::new(),
+                stats,
+                told: false,
+                connector: self,
+            },
+        }))
+    }
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<Watched>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        Box::pin(self.clone().connect(uri))
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A client connection whose frames are watched: the server's for "too_many_pings", both
+/// ways for channelz's numbers.
+pub(crate) struct Watched {
+    inner: Box<dyn Io>,
+    reading: Framer,
+    writing: Framer,
+    watch: Watch,
+}
+
+/// What the frames of one connection tell.
+struct Watch {
+    /// Streams opened and not yet ended.
+    open: HashSet<u32>,
+    stats: Arc<SocketStats>,
+    /// Whether the server said "too_many_pings" (acted on once).
+    told: bool,
+    connector: Connector,
+}
+
+impl Watch {
+    /// A frame from the server.
+    fn received(&mut self, frame: Frame, payload: &[u8]) {
+        match frame.kind {
+            DATA | HEADERS if frame.flags & END_STREAM != 0 => self.ended(frame.stream, true),
+            RST_STREAM => self.ended(frame.stream, false),
+            GOAWAY if is_too_many_pings(payload) && !self.told => {
+                self.told = true;
+                let c = &self.connector;
+                c.keepalive.too_many_pings(&c.endpoint, c.used);
+            }
+            _ => {}
+        }
+    }
+
+    /// A frame to the server.
+    fn sent(&mut self, frame: Frame) {
+        match frame.kind {
+            HEADERS if self.open.insert(frame.stream) => self.stats.stream_opened(true),
+            RST_STREAM => self.ended(frame.stream, false),
+            PING if frame.flags & ACK == 0 => self.stats.keepalive_sent(),
+            _ => {}
+        }
+    }
+
+    /// A stream ended: with the server's END_STREAM (`ok`), or reset.
+    fn ended(&mut self, stream: u32, ok: bool) {
+        if self.open.remove(&stream) {
+            self.stats.stream_ended(ok);
+        }
+    }
+}
+
+impl Watched {
+    /// Watches the first `n` bytes of `bufs`, just written.
+    fn wrote(&mut self, bufs: &[std::io::IoSlice<'_>], mut n: usize) {
+        let (writing, watch) = (&mut self.writing, &mut self.watch);
+        for buf in bufs {
+            let part = &buf[..n.min(buf.len())];
+            writing.feed(part, |frame, _| watch.sent(frame));
+            n -= part.len();
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let watch = &mut this.watch;
+        this.reading
+            .feed(&buf.filled()[before..], |frame, payload| {
+                watch.received(frame, payload);
+            });
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, bytes))?;
+        this.wrote(&[std::io::IoSlice::new(bytes)], n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let n = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        this.wrote(bufs, n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_too_many_pings_doubles_what_the_connection_used_once() {
+        let (keepalive, mut renewals) = Keepalive::new(Duration::from_secs(1));
+        keepalive.too_many_pings("a:1", Duration::from_secs(1));
+        keepalive.too_many_pings("b:1", Duration::from_secs(1));
+        assert_eq!(
+            keepalive.time(),
+            Duration::from_secs(2),
+            "told at once: once"
+        );
+        keepalive.too_many_pings("a:1", Duration::from_secs(2));
+        assert_eq!(keepalive.time(), Duration::from_secs(4));
+        let mut renewed = Vec::new();
+        while let Ok(endpoint) = renewals.try_recv() {
+            renewed.push(endpoint);
+        }
+        assert_eq!(renewed, ["a:1", "b:1", "a:1"]);
+    }
+}
