@@ -8,6 +8,7 @@
 //   → "evaluated 9 by A,B"         the try-it box answered over gRPC-Web, steps highlighted
 //   ← "load"                       the test started `calcmesh bench`
 //   → "rate N"                     the page shows the calls per second rising
+//   → "latency P50 P99"            the served Evaluate method's p50 and p99 (ms), as shown
 //   → "screenshot"                 FILE written
 //   ← "killed ADDR"                the test killed that calculator
 //   → "down ADDR in MS ms"         the page shows it down
@@ -65,6 +66,10 @@ async function main() {
     await expect('load');
     await page.waitForFunction(() => Number(document.getElementById('rate').textContent) > 10, null, { timeout: 5000 });
     say(`rate ${await page.textContent('#rate')}`);
+    const evaluate = 'table.served tr[data-method="/calcmesh.evaluator.v1.Evaluator/Evaluate"] td.num';
+    await page.waitForSelector(evaluate, { timeout: 5000 });
+    const [, p50, p99] = await page.$$eval(evaluate, (cells) => cells.map((c) => parseFloat(c.textContent)));
+    say(`latency ${p50} ${p99}`);
     await page.screenshot({ path: flag('screenshot') });
     say('screenshot');
 

@@ -2,8 +2,8 @@
 //! `interop/node`, see `dashboard_check.js`), against real processes: three calculators and an
 //! evaluator with `--admin` and `--grpc-web`. The page shows the three SERVING, answers an
 //! expression typed into its try-it box over gRPC-Web with the steps and the calculators that
-//! computed them, shows the rate rise under `calcmesh bench`, and a killed calculator as down
-//! within 2 s, without a console error. The screenshot it takes is the README's.
+//! computed them, shows the rate rise under `calcmesh bench` with Evaluate's p50 and p99, and a
+//! killed calculator as down within 2 s, without a console error. The screenshot it takes is the README's.
 //!
 //! And `calcmesh up` prints the dashboard's address, whose `/api/mesh` lists its calculators.
 
@@ -88,6 +88,17 @@ async fn the_dashboard_shows_the_mesh_working_in_a_browser() {
     stdin.write_all(b"load\n").await.unwrap();
     let rate = next().await;
     assert!(rate.starts_with("rate "), "{rate}");
+    let latency = next().await;
+    let ms: Vec<f64> = latency
+        .strip_prefix("latency ")
+        .unwrap_or_else(|| panic!("{latency}"))
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        0.0 < ms[0] && ms[0] <= ms[1] && ms[1] < 1000.0,
+        "Evaluate's p50 and p99 under load, in ms: {latency}"
+    );
     assert_eq!(next().await, "screenshot");
 
     let mut calculators = calculators;
@@ -136,6 +147,16 @@ async fn up_prints_the_dashboard_and_its_api_lists_the_calculators() {
             .unwrap()
             .len(),
         3
+    );
+    // The evaluator calls the calculators with mutual TLS: its certificate's expiry is shown,
+    // in the future (`up` issues them for 30 days).
+    let now = mesh_status["time_ms"].as_i64().unwrap();
+    let expires = mesh_status["channels"][0]["certificate_expires_ms"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{mesh_status}"));
+    assert!(
+        now < expires && expires <= now + 31 * 86_400_000,
+        "{mesh_status}"
     );
     let _ = std::fs::remove_dir_all(&state);
 }

@@ -3,14 +3,16 @@
 //! their state and traffic — and a try-it box that calls the evaluator over gRPC-Web.
 //!
 //! `/api/mesh` is a JSON snapshot, read-only:
-//! `{"name", "time_ms", "grpc_web", "servers": [{"calls", "in_flight", "draining"}],
-//! "channels": [ChannelStatus]}` — `calls` are totals since start, so a reader takes rates from
-//! two snapshots, as the page does.
+//! `{"name", "time_ms", "grpc_web", "certificate_expires_ms", "servers": [{"calls",
+//! "in_flight", "draining", "methods": [MethodLatency]}], "channels": [ChannelStatus]}` — `calls`
+//! are totals since start, so a reader takes rates from two snapshots, as the page does; each
+//! method's `p50_ms` and `p99_ms` are estimated from its latency histogram.
 
 use serde::Serialize;
 
 use super::Admin;
 use crate::client::ChannelStatus;
+use crate::telemetry::metrics::MethodLatency;
 
 /// The page, as served.
 pub(crate) const PAGE: &str = include_str!("dashboard.html");
@@ -21,6 +23,8 @@ struct ServerStatus {
     calls: u64,
     in_flight: i64,
     draining: bool,
+    /// Each method called, with its p50 and p99.
+    methods: Vec<MethodLatency>,
 }
 
 /// `/api/mesh`.
@@ -29,6 +33,8 @@ pub(crate) struct MeshStatus {
     name: String,
     time_ms: u64,
     grpc_web: Option<String>,
+    /// The soonest expiry among the servers' certificates (ms since the Unix epoch).
+    certificate_expires_ms: Option<i64>,
     servers: Vec<ServerStatus>,
     channels: Vec<ChannelStatus>,
 }
@@ -44,6 +50,11 @@ impl Admin {
             name: self.name.clone(),
             time_ms,
             grpc_web: self.grpc_web.clone(),
+            certificate_expires_ms: self
+                .server_tls
+                .iter()
+                .filter_map(|tls| tls.certificate_expires_ms())
+                .min(),
             servers: self
                 .servers
                 .iter()
@@ -51,6 +62,7 @@ impl Admin {
                     calls: m.calls_started(),
                     in_flight: m.in_flight(),
                     draining,
+                    methods: m.latencies(),
                 })
                 .collect(),
             channels: self

@@ -27,6 +27,8 @@ use crate::{HealthState, MeshChannel, Server};
 #[derive(Debug, Default, Clone)]
 pub struct Admin {
     servers: Vec<Arc<ServerMetrics>>,
+    /// The TLS of the servers reported, for the dashboard's certificate expiry.
+    server_tls: Vec<Arc<crate::tls::ServerTls>>,
     clients: Vec<Arc<ClientMetrics>>,
     draining: Vec<HealthState>,
     channels: Vec<MeshChannel>,
@@ -58,6 +60,11 @@ impl Admin {
         let metrics = server.metrics();
         if !self.servers.iter().any(|m| Arc::ptr_eq(m, &metrics)) {
             self.servers.push(metrics);
+        }
+        if let Some(tls) = &server.config().tls
+            && !self.server_tls.iter().any(|t| Arc::ptr_eq(t, tls))
+        {
+            self.server_tls.push(tls.clone());
         }
         self.draining.push(server.health());
         self

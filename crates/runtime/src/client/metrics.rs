@@ -14,7 +14,7 @@ use tonic::body::Body;
 
 use super::Shared;
 use crate::client::outlier::Reason;
-use crate::telemetry::metrics::{RpcMetrics, count_messages, encode};
+use crate::telemetry::metrics::{MethodLatency, RpcMetrics, count_messages, encode};
 
 /// A client's metrics: go-grpc-prometheus `grpc_client_*` for every call made through the
 /// channels that share it, and per channel its endpoints, their outstanding calls and ejections,
@@ -49,6 +49,11 @@ impl ClientMetrics {
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         encode(&[self.registry()])
+    }
+
+    /// Each method called so far, with its latency.
+    pub fn latencies(&self) -> Vec<MethodLatency> {
+        self.rpc.latencies()
     }
 
     /// Records one client call: `send` performs it.

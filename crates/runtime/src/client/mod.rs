@@ -185,6 +185,10 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
         retries: AtomicU64::new(0),
         discovery,
         keepalive,
+        certificate_expires_ms: config
+            .tls
+            .as_ref()
+            .and_then(crate::tls::ClientTls::certificate_expires_ms),
         _stop: stop,
     });
     let source: std::sync::Weak<dyn crate::channelz::registry::ChannelSource> =
@@ -288,6 +292,8 @@ pub(crate) struct Shared {
     discovery: Arc<DiscoveryStats>,
     /// The keepalive time for new connections.
     keepalive: Arc<Keepalive>,
+    /// When the client certificate expires (ms since the Unix epoch), with mutual TLS.
+    certificate_expires_ms: Option<i64>,
     /// Dropped with the last clone of the channel: stops discovery.
     _stop: oneshot::Sender<()>,
 }

@@ -9,6 +9,7 @@ use crate::channelz::registry::{
     CallCounts, ChannelSnapshot, ChannelSource, Connectivity, SubchannelSnapshot,
 };
 use crate::client::balance::State;
+use crate::telemetry::metrics::MethodLatency;
 
 /// One channel, now.
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +24,10 @@ pub struct ChannelStatus {
     /// each GOAWAY "too_many_pings" from a server (gRFC A8).
     #[serde(rename = "keepalive_time_ms", serialize_with = "millis")]
     pub keepalive_time: std::time::Duration,
+    /// When its client certificate stops being valid, in ms since the Unix epoch (mutual TLS).
+    pub certificate_expires_ms: Option<i64>,
+    /// Each method called, with its latency (a channel given `ClientMetrics` only).
+    pub methods: Vec<MethodLatency>,
     /// Its endpoints.
     pub endpoints: Vec<EndpointStatus>,
 }
@@ -75,6 +80,12 @@ impl MeshChannel {
             policy: shared.balancer.policy().to_string(),
             retries: shared.retries.load(std::sync::atomic::Ordering::Relaxed),
             keepalive_time: shared.keepalive.time(),
+            certificate_expires_ms: shared.certificate_expires_ms,
+            methods: shared
+                .metrics
+                .as_ref()
+                .map(|m| m.latencies())
+                .unwrap_or_default(),
             endpoints,
         }
     }

@@ -27,7 +27,6 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use prost::Message;
 use tonic::Status;
@@ -36,6 +35,7 @@ use tracing::Instrument;
 
 use crate::channelz::SocketStats;
 use crate::framing::FrameScanner;
+use crate::telemetry::histogram::Latency;
 use crate::telemetry::trace::TraceContext;
 use crate::tls::PeerInfo;
 
@@ -61,7 +61,7 @@ pub(crate) struct MethodMetrics {
     started: Counter,
     pub(crate) received: Counter,
     pub(crate) sent: Counter,
-    seconds: Histogram,
+    seconds: Latency,
     handled_family: Family<HandledLabels, Counter>,
     handled: [std::sync::OnceLock<Counter>; 17],
     totals: Arc<Totals>,
@@ -140,6 +140,20 @@ fn method_types(descriptors: &[&[u8]]) -> HashMap<String, &'static str> {
     types
 }
 
+/// One method's finished calls and their latency (estimated from the histogram's buckets, as
+/// Prometheus' `histogram_quantile` does), for the dashboard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MethodLatency {
+    /// `/package.Service/Method`.
+    pub method: String,
+    /// Calls finished.
+    pub calls: u64,
+    /// Median time to the status, in ms.
+    pub p50_ms: f64,
+    /// 99th percentile, in ms.
+    pub p99_ms: f64,
+}
+
 /// The per-RPC families of one side (`server` or `client`).
 pub(crate) struct RpcMetrics {
     pub(crate) registry: Registry,
@@ -147,7 +161,7 @@ pub(crate) struct RpcMetrics {
     handled: Family<HandledLabels, Counter>,
     received: Family<MethodLabels, Counter>,
     sent: Family<MethodLabels, Counter>,
-    seconds: Family<MethodLabels, Histogram>,
+    seconds: Family<MethodLabels, Latency>,
     types: HashMap<String, &'static str>,
     methods: RwLock<HashMap<String, Arc<MethodMetrics>>>,
     totals: Arc<Totals>,
@@ -160,9 +174,7 @@ impl RpcMetrics {
         let handled = Family::default();
         let received = Family::default();
         let sent = Family::default();
-        let seconds = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
-        });
+        let seconds = Family::<MethodLabels, Latency>::default();
         registry.register(
             format!("grpc_{side}_started"),
             format!("RPCs started on the {side}"),
@@ -242,6 +254,26 @@ impl RpcMetrics {
             .clone()
     }
 
+    /// Each method called so far (gRPC's own services left out), with its p50 and p99.
+    pub(crate) fn latencies(&self) -> Vec<MethodLatency> {
+        let methods = crate::sync::read(&self.methods);
+        let mut out: Vec<MethodLatency> = methods
+            .iter()
+            .filter(|(path, m)| !path.starts_with("/grpc.") && m.seconds.count() > 0)
+            .map(|(path, m)| {
+                let ms = |q| m.seconds.quantile(q).unwrap_or(0.0) * 1e3;
+                MethodLatency {
+                    method: path.clone(),
+                    calls: m.seconds.count(),
+                    p50_ms: ms(0.5),
+                    p99_ms: ms(0.99),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.method.cmp(&b.method));
+        out
+    }
+
     /// Counts a call as started; the returned [`Call`] records how it ends.
     pub(crate) fn start(&self, path: &str) -> Call {
         let method = self.method(path);
@@ -306,6 +338,11 @@ impl ServerMetrics {
     /// The registry, for an exposition ([`crate::admin`]).
     pub fn registry(&self) -> &Registry {
         &self.0.registry
+    }
+
+    /// Each method called so far, with its latency.
+    pub fn latencies(&self) -> Vec<MethodLatency> {
+        self.0.latencies()
     }
 
     /// Every call, health checks included, as channelz counts them.
@@ -392,7 +429,7 @@ impl Call {
         }
         let elapsed = self.started.elapsed();
         self.method.handled(code).inc();
-        self.method.seconds.observe(elapsed.as_secs_f64());
+        self.method.seconds.observe(elapsed);
         let totals = &self.method.totals;
         totals.in_flight.fetch_sub(1, Ordering::Relaxed);
         let ended = if code == tonic::Code::Ok {

@@ -4,5 +4,6 @@
 //! Telemetry knows neither the server nor the client: both hand their calls to it, and each
 //! registers what it counts into a registry it owns.
 
+mod histogram;
 pub mod metrics;
 pub mod trace;

@@ -263,6 +263,12 @@ fn general_name(name: &x509_parser::extensions::GeneralName<'_>) -> String {
     }
 }
 
+/// When a DER certificate stops being valid, in ms since the Unix epoch.
+pub fn expires_ms(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    cert.validity().not_after.timestamp().checked_mul(1000)
+}
+
 /// The identity a DER certificate carries: its first `spiffe://` URI SAN, else its first DNS
 /// SAN, else its common name.
 pub fn identity_of(der: &[u8]) -> Option<String> {

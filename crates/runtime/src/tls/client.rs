@@ -70,6 +70,11 @@ impl ClientTls {
         })
     }
 
+    /// When our certificate stops being valid, in ms since the Unix epoch; `None` without one.
+    pub fn certificate_expires_ms(&self) -> Option<i64> {
+        super::certs::expires_ms(&self.local_certificate)
+    }
+
     /// Our certificate (DER), empty without one.
     pub(crate) fn local_certificate(&self) -> &[u8] {
         &self.local_certificate

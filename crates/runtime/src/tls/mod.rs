@@ -186,6 +186,13 @@ impl ServerTls {
         Ok(Self { files, state })
     }
 
+    /// When the certificate served now stops being valid, in ms since the Unix epoch (read
+    /// from its file, so a renewed certificate shows at once).
+    pub fn certificate_expires_ms(&self) -> Option<i64> {
+        let chain = certs(&self.files.cert).ok()?;
+        certs::expires_ms(chain.first()?)
+    }
+
     /// Whether client certificates are required.
     pub fn mutual(&self) -> bool {
         self.files.client_ca.is_some()
