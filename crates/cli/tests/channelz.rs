@@ -84,6 +84,11 @@ async fn grpc_go_reads_what_an_evaluator_and_its_calculator_did() {
     assert!(int(&streams["streams_started"]) >= 4, "{socket}");
     assert_eq!(int(&streams["streams_succeeded"]), 3, "{socket}");
     assert!(streams["last_local_stream_created_timestamp"].is_string());
+    // The health request and three Calculate requests out; the health status and two results in
+    // (the failed call has none).
+    assert_eq!(int(&streams["messages_sent"]), 4, "{socket}");
+    assert!(int(&streams["messages_received"]) >= 3, "{socket}");
+    assert!(streams["last_message_received_timestamp"].is_string());
     assert!(socket.get("security").is_none(), "plaintext: {socket}");
 
     let servers = z["servers"].as_array().unwrap();

@@ -12,6 +12,7 @@ pub(crate) const RST_STREAM: u8 = 3;
 pub(crate) const PING: u8 = 6;
 pub(crate) const GOAWAY: u8 = 7;
 pub(crate) const END_STREAM: u8 = 0x1;
+const PADDED: u8 = 0x8;
 pub(crate) const ACK: u8 = 0x1;
 pub(crate) const ENHANCE_YOUR_CALM: u32 = 0xb;
 /// The debug data of a GOAWAY that says a client pings too often.
@@ -40,6 +41,16 @@ pub(crate) struct Framer {
     /// A kept frame whose payload is being collected, and how many bytes are still wanted.
     collecting: Option<(Frame, usize)>,
     payload: Vec<u8>,
+    /// A DATA frame whose data is passing: its stream, and what is left of its data and of the
+    /// padding after it (`None` until a padded frame's pad length byte is read).
+    data: Option<Data>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Data {
+    frame: Frame,
+    left: usize,
+    padding: Option<usize>,
 }
 
 impl Framer {
@@ -52,6 +63,7 @@ impl Framer {
             keep: None,
             collecting: None,
             payload: Vec::new(),
+            data: None,
         }
     }
 
@@ -63,13 +75,33 @@ impl Framer {
 
     /// Whether the bytes so far end exactly at a frame boundary.
     pub(crate) fn at_boundary(&self) -> bool {
-        self.skip == 0 && self.filled == 0 && self.collecting.is_none()
+        self.skip == 0 && self.filled == 0 && self.collecting.is_none() && self.data.is_none()
     }
 
     /// Feeds `bytes`, calling `seen` for each complete frame header, with the payload if its
-    /// kind is kept (else empty).
-    pub(crate) fn feed(&mut self, mut bytes: &[u8], mut seen: impl FnMut(Frame, &[u8])) {
+    /// kind is kept (else empty); a DATA frame is seen once its data has passed.
+    pub(crate) fn feed(&mut self, bytes: &[u8], seen: impl FnMut(Frame, &[u8])) {
+        self.feed_with_data(bytes, seen, |_, _| {});
+    }
+
+    /// [`feed`](Self::feed), also handing `data` each piece of a DATA frame's data (padding left
+    /// out) with its stream, as it passes.
+    pub(crate) fn feed_with_data(
+        &mut self,
+        mut bytes: &[u8],
+        mut seen: impl FnMut(Frame, &[u8]),
+        mut data: impl FnMut(u32, &[u8]),
+    ) {
         while !bytes.is_empty() {
+            if let Some(d) = &mut self.data {
+                bytes = Self::pass_data(d, bytes, &mut data);
+                if d.left == 0 && d.padding == Some(0) {
+                    let frame = d.frame;
+                    self.data = None;
+                    seen(frame, &[]);
+                }
+                continue;
+            }
             if let Some((frame, wanted)) = &mut self.collecting {
                 let n = (*wanted).min(bytes.len());
                 self.payload.extend_from_slice(&bytes[..n]);
@@ -99,6 +131,25 @@ impl Framer {
         }
     }
 
+    /// Passes the front of `bytes` that belongs to the DATA frame `d`; returns the rest.
+    fn pass_data<'a>(d: &mut Data, bytes: &'a [u8], data: &mut impl FnMut(u32, &[u8])) -> &'a [u8] {
+        let Some(padding) = &mut d.padding else {
+            // A padded frame's first byte is the pad length.
+            d.padding = Some(usize::from(bytes[0]));
+            d.left = d.left.saturating_sub(1 + usize::from(bytes[0]));
+            return &bytes[1..];
+        };
+        if d.left > 0 {
+            let n = d.left.min(bytes.len());
+            data(d.frame.stream, &bytes[..n]);
+            d.left -= n;
+            return &bytes[n..];
+        }
+        let n = (*padding).min(bytes.len());
+        *padding -= n;
+        &bytes[n..]
+    }
+
     fn header_complete(&mut self, seen: &mut impl FnMut(Frame, &[u8])) {
         let h = self.header;
         let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
@@ -111,10 +162,20 @@ impl Framer {
             let kept = len.min(KEPT);
             self.collecting = Some((frame, kept));
             self.skip = len - kept;
-        } else {
-            self.skip = len;
-            seen(frame, &[]);
+            return;
         }
+        if frame.kind == DATA && len > 0 {
+            // Seen once its data has passed, so an END_STREAM comes after the data it ends.
+            let padded = frame.flags & PADDED != 0;
+            self.data = Some(Data {
+                frame,
+                left: len,
+                padding: if padded { None } else { Some(0) },
+            });
+            return;
+        }
+        self.skip = len;
+        seen(frame, &[]);
     }
 }
 
@@ -187,6 +248,44 @@ pub(crate) mod tests {
             assert_eq!(seen[3], (DATA, vec![]));
             assert!(framer.at_boundary());
         }
+    }
+
+    #[test]
+    fn data_is_handed_over_without_its_padding() {
+        let mut bytes = header(DATA, 0, 1, 3);
+        bytes.extend(b"abc");
+        bytes.extend(header(DATA, PADDED | END_STREAM, 3, 1 + 2 + 4));
+        bytes.extend([4, b'd', b'e', 0, 0, 0, 0]);
+        bytes.extend(header(PING, 0, 0, 8));
+        bytes.extend([0; 8]);
+        for chunk in [1, 2, 100] {
+            let mut framer = Framer::new(0);
+            let (mut kinds, mut data) = (Vec::new(), Vec::new());
+            for piece in bytes.chunks(chunk) {
+                framer.feed_with_data(
+                    piece,
+                    |f, _| kinds.push(f.kind),
+                    |stream, d| data.extend(d.iter().map(|b| (stream, *b))),
+                );
+            }
+            assert_eq!(kinds, [DATA, DATA, PING], "chunks of {chunk}");
+            let expected = [(1, b'a'), (1, b'b'), (1, b'c'), (3, b'd'), (3, b'e')];
+            assert_eq!(data, expected, "chunks of {chunk}");
+            assert!(framer.at_boundary());
+        }
+    }
+
+    #[test]
+    fn a_data_frame_is_seen_after_its_data() {
+        let mut bytes = header(DATA, END_STREAM, 1, 2);
+        bytes.extend(b"ab");
+        let events = std::cell::RefCell::new(Vec::new());
+        Framer::new(0).feed_with_data(
+            &bytes,
+            |f, _| events.borrow_mut().push(format!("frame {}", f.kind)),
+            |_, d| events.borrow_mut().push(format!("data {}", d.len())),
+        );
+        assert_eq!(events.into_inner(), ["data 2", "frame 0"]);
     }
 
     #[test]

@@ -5,13 +5,14 @@
 //! as grpc-go and grpc-java clients do.
 //!
 //! Each connection also keeps its channelz numbers ([`SocketStats`]): streams opened by its
-//! HEADERS, ended by the server's END_STREAM or a reset, and keepalive PINGs sent.
+//! HEADERS, ended by the server's END_STREAM or a reset, gRPC messages each way (their 5-byte
+//! prefixes in the DATA frames), and keepalive PINGs sent.
 //!
 //! tonic puts its own TLS above a custom connector's stream, where the frames are encrypted;
 //! the handshake is therefore made here ([`ClientTls::handshake`]), beneath the frame watch, and
 //! tonic is given the `https` origin for the requests.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::channelz::SocketStats;
 use crate::error::BoxError;
+use crate::framing::FrameScanner;
 use crate::h2::{
     ACK, DATA, END_STREAM, Frame, Framer, GOAWAY, HEADERS, PING, PREFACE, RST_STREAM,
     is_too_many_pings,
@@ -121,6 +123,7 @@ impl Connector {
             writing: Framer::new(PREFACE.len()),
             watch: Watch {
                 open: HashSet::new(),
+                messages: HashMap::new(),
                 stats,
                 told: false,
                 connector: self,
@@ -159,6 +162,9 @@ pub(crate) struct Watched {
 struct Watch {
     /// Streams opened and not yet ended.
     open: HashSet<u32>,
+    /// Per open stream, the gRPC messages passing each way (sent, received), found by their
+    /// 5-byte prefixes in the DATA frames.
+    messages: HashMap<u32, [FrameScanner; 2]>,
     stats: Arc<SocketStats>,
     /// Whether the server said "too_many_pings" (acted on once).
     told: bool,
@@ -195,6 +201,21 @@ impl Watch {
         if self.open.remove(&stream) {
             self.stats.stream_ended(ok);
         }
+        self.messages.remove(&stream);
+    }
+
+    /// Data of `stream` went out (`sent`) or came in: counts the messages it starts.
+    fn data(&mut self, stream: u32, bytes: &[u8], sent: bool) {
+        if !self.open.contains(&stream) {
+            return;
+        }
+        let scanners = self.messages.entry(stream).or_default();
+        let n = scanners[usize::from(!sent)]
+            .scan(bytes, usize::MAX)
+            .unwrap_or(0);
+        if n > 0 {
+            self.stats.messages(sent, n as u64);
+        }
     }
 }
 
@@ -204,7 +225,12 @@ impl Watched {
         let (writing, watch) = (&mut self.writing, &mut self.watch);
         for buf in bufs {
             let part = &buf[..n.min(buf.len())];
-            writing.feed(part, |frame, _| watch.sent(frame));
+            let watch = std::cell::RefCell::new(&mut *watch);
+            writing.feed_with_data(
+                part,
+                |frame, _| watch.borrow_mut().sent(frame),
+                |stream, bytes| watch.borrow_mut().data(stream, bytes, true),
+            );
             n -= part.len();
             if n == 0 {
                 break;
@@ -222,11 +248,12 @@ impl AsyncRead for Watched {
         let this = self.get_mut();
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let watch = &mut this.watch;
-        this.reading
-            .feed(&buf.filled()[before..], |frame, payload| {
-                watch.received(frame, payload);
-            });
+        let watch = std::cell::RefCell::new(&mut this.watch);
+        this.reading.feed_with_data(
+            &buf.filled()[before..],
+            |frame, payload| watch.borrow_mut().received(frame, payload),
+            |stream, bytes| watch.borrow_mut().data(stream, bytes, false),
+        );
         Poll::Ready(Ok(()))
     }
 }
