@@ -5,10 +5,14 @@
 //! client that merely accepts gzip, as grpcio's clients all do), and a compressed one is
 //! answered in its own encoding when the client reads it.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use tonic::body::Body;
 
 use crate::compression::{ACCEPTED, CompressAnswers, Compression};
+
+// Parsed once, not on every call (a `&str` name is parsed at each lookup).
+static GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+static GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
 /// `Some(response)` to send instead of serving `request`; `None` to serve it (its headers
 /// adjusted).
@@ -18,12 +22,12 @@ pub(crate) fn admit(
 ) -> Option<http::Response<Body>> {
     let encoding = request
         .headers()
-        .get("grpc-encoding")
+        .get(&GRPC_ENCODING)
         .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
     match encoding.as_deref() {
         _ if answers == CompressAnswers::WhenAccepted => known(encoding.as_deref()),
         None | Some("identity") => {
-            request.headers_mut().remove("grpc-accept-encoding");
+            request.headers_mut().remove(&GRPC_ACCEPT_ENCODING);
             None
         }
         Some(name) if Compression::is_accepted(name) => {
@@ -49,9 +53,10 @@ fn refuse(name: &str) -> Option<http::Response<Body>> {
         ACCEPTED.replace(',', ", ")
     ));
     let mut response = status.into_http::<Body>();
-    response
-        .headers_mut()
-        .insert("grpc-accept-encoding", HeaderValue::from_static(ACCEPTED));
+    response.headers_mut().insert(
+        GRPC_ACCEPT_ENCODING.clone(),
+        HeaderValue::from_static(ACCEPTED),
+    );
     Some(response)
 }
 
@@ -61,10 +66,12 @@ fn refuse(name: &str) -> Option<http::Response<Body>> {
 fn answer_in(request: &mut http::Request<Body>, name: &str) {
     let accepts = request
         .headers()
-        .get("grpc-accept-encoding")
+        .get(&GRPC_ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|list| list.split(',').any(|e| e.trim() == name));
     if accepts && let Ok(value) = HeaderValue::from_str(name) {
-        request.headers_mut().insert("grpc-accept-encoding", value);
+        request
+            .headers_mut()
+            .insert(GRPC_ACCEPT_ENCODING.clone(), value);
     }
 }

@@ -96,6 +96,8 @@ pub struct ServerConfig {
 
 /// The response header naming the instance that answered (see [`ServerConfig::advertise`]).
 pub const ENDPOINT_HEADER: &str = "calcmesh-endpoint";
+/// [`ENDPOINT_HEADER`], parsed once rather than on every response.
+static ENDPOINT_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(ENDPOINT_HEADER);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -331,7 +333,7 @@ impl Server {
                 if let Some(value) = &advertise {
                     response
                         .headers_mut()
-                        .insert(ENDPOINT_HEADER, value.clone());
+                        .insert(ENDPOINT_HEADER_NAME.clone(), value.clone());
                 }
                 response
             });

@@ -490,9 +490,12 @@ impl Drop for Call {
     }
 }
 
+/// `grpc-status`, parsed once rather than at every lookup.
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
     let value = headers
-        .get("grpc-status")?
+        .get(&GRPC_STATUS)?
         .to_str()
         .ok()?
         .parse::<i32>()

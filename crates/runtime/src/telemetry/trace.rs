@@ -15,6 +15,8 @@ use std::fmt;
 
 /// The request header that carries the trace context.
 pub const TRACEPARENT: &str = "traceparent";
+/// [`TRACEPARENT`], parsed once rather than at every lookup.
+static TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
 
 /// One span's place in a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +86,7 @@ impl TraceContext {
     /// span, or a new trace when the header is missing or invalid.
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
         headers
-            .get(TRACEPARENT)
+            .get(&TRACEPARENT_NAME)
             .and_then(|v| v.to_str().ok())
             .and_then(Self::parse)
             .map_or_else(Self::new_root, |parent| parent.child())
@@ -136,9 +138,9 @@ pub fn current() -> Option<TraceContext> {
 /// Adds `traceparent` for the current context to an outgoing request, unless the caller set one.
 pub(crate) fn inject(headers: &mut http::HeaderMap) {
     if let Some(context) = current()
-        && !headers.contains_key(TRACEPARENT)
+        && !headers.contains_key(&TRACEPARENT_NAME)
     {
-        headers.insert(TRACEPARENT, context.header_value());
+        headers.insert(TRACEPARENT_NAME.clone(), context.header_value());
     }
 }
 
