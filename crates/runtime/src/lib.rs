@@ -18,10 +18,15 @@
 //! - [`tls`]: TLS and mutual TLS that reload, the caller's identity; [`tls::certs`]: a development CA.
 //! - [`telemetry`]: go-grpc-prometheus metrics and each call's span ([`telemetry::metrics`]), W3C
 //!   `traceparent` across services ([`telemetry::trace`]).
-//! - [`admin`]: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) over servers and clients.
+//! - [`admin`]: the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, the dashboard) over
+//!   servers and clients.
+//! - [`channelz`]: gRPC's channelz — every server, channel and connection of the process, served
+//!   as `grpc.channelz.v1.Channelz` (`ServerConfig::channelz`).
 //! - Shared: [`codes`] (status codes by their spec names), [`compression`] (gzip, zstd, identity; servers answer in kind), [`deadline`] (the
 //!   caller's deadline, passed downstream), [`error`] (the error-chain
-//!   walker), [`shutdown`] (SIGINT/SIGTERM), `backoff`, [`framing`] (gRPC message boundaries), `sync`.
+//!   walker), [`shutdown`] (SIGINT/SIGTERM), `backoff`, [`framing`] (gRPC message boundaries), `sync`,
+//!   `h2` (HTTP/2 frame headers read in passing: the server's ping policing, the client's
+//!   connection watch).
 //!
 //! The old flat paths (`calcmesh_runtime::balance`, `::authz`, `::metrics`, …) stay as re-exports.
 

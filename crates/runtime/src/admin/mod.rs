@@ -1,6 +1,6 @@
 //! The admin HTTP endpoint: `/metrics` (OpenMetrics text), `/healthz` (the process is up) and
 //! `/readyz` (ready for traffic) — what Prometheus and HTTP probes expect — and the dashboard:
-//! `/` (a page) over `/api/mesh` (JSON), see [`dashboard`]. Every route is a GET that changes
+//! `/` (a page) over `/api/mesh` (JSON), see `dashboard.rs`. Every route is a GET that changes
 //! nothing.
 //!
 //! An [`Admin`] is told what to report: [`Admin::server`] adds a server's metrics and makes

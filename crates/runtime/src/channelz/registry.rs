@@ -257,13 +257,12 @@ pub(crate) trait ChannelSource: Send + Sync {
     fn snapshot(&self) -> ChannelSnapshot;
 }
 
-/// Registers a channel for as long as it lives; returns its id.
-pub(crate) fn register_channel(channel: Weak<dyn ChannelSource>) -> i64 {
+/// Registers a channel for as long as it lives.
+pub(crate) fn register_channel(channel: Weak<dyn ChannelSource>) {
     let id = next_id();
     let mut registry = crate::sync::lock(&REGISTRY);
     registry.channels.retain(|_, c| c.strong_count() > 0);
     registry.channels.insert(id, channel);
-    id
 }
 
 #[derive(Default)]
@@ -293,6 +292,16 @@ pub(crate) fn channels(start: i64) -> Vec<(i64, Arc<dyn ChannelSource>)> {
         .range(start..)
         .filter_map(|(id, c)| Some((*id, c.upgrade()?)))
         .collect()
+}
+
+/// The server with this id.
+pub(crate) fn server(id: i64) -> Option<Arc<ServerEntry>> {
+    crate::sync::lock(&REGISTRY).servers.get(&id).cloned()
+}
+
+/// The live channel with this id.
+pub(crate) fn channel(id: i64) -> Option<Arc<dyn ChannelSource>> {
+    crate::sync::lock(&REGISTRY).channels.get(&id)?.upgrade()
 }
 
 /// The open connection with this id.

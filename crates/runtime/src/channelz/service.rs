@@ -167,11 +167,7 @@ fn not_found(what: &str, id: i64) -> Status {
 }
 
 fn find_server(id: i64) -> Result<Arc<ServerEntry>, Status> {
-    registry::servers(id)
-        .into_iter()
-        .find(|(found, _)| *found == id)
-        .map(|(_, entry)| entry)
-        .ok_or_else(|| not_found("server", id))
+    registry::server(id).ok_or_else(|| not_found("server", id))
 }
 
 #[tonic::async_trait]
@@ -240,12 +236,9 @@ impl Channelz for ChannelzService {
         request: Request<pb::GetChannelRequest>,
     ) -> Result<Response<pb::GetChannelResponse>, Status> {
         let id = request.into_inner().channel_id;
-        let found = registry::channels(id)
-            .into_iter()
-            .find(|(found, _)| *found == id)
-            .ok_or_else(|| not_found("channel", id))?;
+        let found = registry::channel(id).ok_or_else(|| not_found("channel", id))?;
         Ok(Response::new(pb::GetChannelResponse {
-            channel: Some(channel(id, &found.1.snapshot())),
+            channel: Some(channel(id, &found.snapshot())),
         }))
     }
 

@@ -3,8 +3,8 @@
 //! health checks never do, and which least-request would not do either (failing fast leaves an
 //! endpoint few calls outstanding, so it looks the least busy).
 //!
-//! Every call's outcome is counted per endpoint ([`OutlierState::record`]). Every `interval`,
-//! [`sweep`] takes the counts and runs A50's two algorithms on the endpoints that saw at least
+//! Every call's outcome is counted per endpoint (`OutlierState::record`). Every `interval`,
+//! `sweep` takes the counts and runs A50's two algorithms on the endpoints that saw at least
 //! `requestVolume` calls, when at least `minimumHosts` did:
 //! - success rate: ejected when its success rate is under mean − stdev × `stdevFactor`/1000;
 //! - failure percentage: ejected when more than `threshold` % of its calls failed.

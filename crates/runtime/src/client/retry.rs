@@ -6,10 +6,10 @@
 //! refused). A retry budget (`tower::retry::budget`) keeps those retries a small share of
 //! traffic, so a dead mesh is not hammered.
 //!
-//! With a `retryPolicy` (gRFC A6), [`Retries`] decides: an attempt that failed with a retryable
+//! With a `retryPolicy` (gRFC A6), `Retries` decides: an attempt that failed with a retryable
 //! status before any response headers (a trailers-only answer, or a broken stream, which is
 //! UNAVAILABLE) is tried again after a random backoff, up to `maxAttempts`, unless the server's
-//! `grpc-retry-pushback-ms` ([`Pushback`]) says otherwise or `retryThrottling` has run out.
+//! `grpc-retry-pushback-ms` (`Pushback`) says otherwise or `retryThrottling` has run out.
 //!
 //! Either way the request body is recorded while it is sent, up to [`REPLAY_LIMIT`] bytes, so a
 //! retry can resend it — including the messages a client stream had already sent; a larger body

@@ -3,7 +3,7 @@
 //! `too_many_pings`, and its connection is closed — so a fleet of clients with aggressive
 //! keepalives cannot keep a server busy answering pings.
 //!
-//! hyper answers PINGs itself and offers no policy, so [`Policed`] watches the HTTP/2 frames on
+//! hyper answers PINGs itself and offers no policy, so `Policed` watches the HTTP/2 frames on
 //! the connection: the client's, to see its PINGs and the streams it opens or resets, and the
 //! server's, to see streams end and to find a frame boundary where the GOAWAY can go. A PING
 //! counts as a strike when it comes sooner than `min_time` after the last one — or, with no call

@@ -10,7 +10,7 @@
 //! from the response's `grpc-status` (headers or trailers).
 //!
 //! [`ServerMetrics`] is recorded by [`RpcTelemetryLayer`] inside every [`Server`](crate::Server);
-//! [`ClientMetrics`] by a [`MeshChannel`](crate::MeshChannel) given one in its
+//! [`ClientMetrics`](crate::client::ClientMetrics) by a [`MeshChannel`](crate::MeshChannel) given one in its
 //! [`ClientConfig`](crate::ClientConfig), which also reports each channel's endpoints
 //! (`calcmesh_client_*`, see [`crate::client`]). [`crate::admin`] serves them.
 
