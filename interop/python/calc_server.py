@@ -80,6 +80,60 @@ def make_servicer(pb, pb_grpc, legacy: bool):
     return Calculator
 
 
+def make_async_servicer(pb, pb_grpc, legacy: bool):
+    """The same service as grpc.aio's native form: coroutines and async generators, awaiting
+    `context.abort`. (grpc.aio can run the sync servicer in a thread pool, but an abort from
+    a sync generator there now and then left a bidirectional call hanging.)"""
+    def summary(stats):
+        return pb.Summary(**stats.summary())
+
+    class LegacyCalculator(pb_grpc.CalculatorServicer):
+        async def Calculate(self, request, context):
+            try:
+                return pb.Response(result=impl.calculate(request.num1, request.operator, request.num2))
+            except impl.CalcError as e:
+                await context.abort(e.code, e.message)
+
+    if legacy:
+        return LegacyCalculator
+
+    class Calculator(LegacyCalculator):
+        async def CalculateStream(self, request_iterator, context):
+            async for request in request_iterator:
+                try:
+                    yield pb.Response(result=impl.calculate(request.num1, request.operator, request.num2))
+                except impl.CalcError as e:
+                    yield pb.Response(error=pb.Error(code=e.code.value[0], message=e.message))
+
+        async def Summarize(self, request_iterator, context):
+            stats = impl.RunningStats()
+            try:
+                async for number in request_iterator:
+                    stats.push(number.value)
+            except impl.CalcError as e:
+                await context.abort(e.code, e.message)
+            return summary(stats)
+
+        async def Factorize(self, request, context):
+            try:
+                factors = impl.factorize(request.number)
+            except impl.CalcError as e:
+                await context.abort(e.code, e.message)
+            for p in factors:
+                yield pb.Factor(prime=p)
+
+        async def RunningSummary(self, request_iterator, context):
+            stats = impl.RunningStats()
+            async for number in request_iterator:
+                try:
+                    stats.push(number.value)
+                except impl.CalcError as e:
+                    await context.abort(e.code, e.message)
+                yield summary(stats)
+
+    return Calculator
+
+
 def announce(host, port):
     print(f"listening on {host}:{port}", flush=True)
 
@@ -98,9 +152,7 @@ def serve_sync(args, servicer, pb_grpc):
 
 
 async def serve_async(args, servicer_cls, pb_grpc):
-    # grpc.aio calls sync-style generators in a thread; async handlers are its natural form, but the
-    # sync servicer works unchanged, which keeps one implementation for both modes.
-    server = grpc.aio.server(migration_thread_pool=futures.ThreadPoolExecutor(max_workers=args.workers))
+    server = grpc.aio.server()
     pb_grpc.add_CalculatorServicer_to_server(servicer_cls(), server)
     port = server.add_insecure_port(f"{args.host}:{args.port}")
     await server.start()
@@ -119,14 +171,15 @@ def main():
     parser.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one (default 50051)")
     parser.add_argument("--asyncio", action="store_true", help="serve with grpc.aio instead of a thread pool")
     parser.add_argument("--legacy", action="store_true", help="serve only the original contract (Calculate)")
-    parser.add_argument("--workers", type=int, default=10, help="thread pool size (default 10)")
+    parser.add_argument("--workers", type=int, default=10, help="thread pool size without --asyncio (default 10)")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds calls in flight get on shutdown")
     args = parser.parse_args()
     pb, pb_grpc = load_stubs(args.legacy)
-    servicer = make_servicer(pb, pb_grpc, args.legacy)
     if args.asyncio:
+        servicer = make_async_servicer(pb, pb_grpc, args.legacy)
         asyncio.run(serve_async(args, servicer, pb_grpc))
     else:
+        servicer = make_servicer(pb, pb_grpc, args.legacy)
         serve_sync(args, servicer, pb_grpc)
 
 

@@ -20,6 +20,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::calculator::{FactorizeRequest, Number, Request, Summary};
@@ -237,15 +238,23 @@ async fn run_case(client: &mut CalculatorClient<MeshChannel>, case: &Value) -> R
 }
 
 /// The Rust library client runs the whole scenario against `server`.
+/// How long one scenario case may take against any peer.
+const CASE_TIME: Duration = Duration::from_secs(20);
+
 async fn rust_client_scenario(server: &ServerProcess) {
     let mut client = CalculatorClient::new(server.channel());
     let cases = cases();
     let failures: Vec<String> = {
         let mut out = Vec::new();
         for case in &cases {
-            if let Err(problem) = run_case(&mut client, case).await {
-                out.push(format!("{}: {problem}", case["name"]));
-            }
+            // A peer that never answers fails the case by name instead of hanging the test.
+            let answer = tokio::time::timeout(CASE_TIME, run_case(&mut client, case)).await;
+            let problem = match answer {
+                Ok(Ok(())) => continue,
+                Ok(Err(problem)) => problem,
+                Err(_) => format!("no end within {CASE_TIME:?}"),
+            };
+            out.push(format!("{}: {problem}", case["name"]));
         }
         out
     };
