@@ -32,6 +32,11 @@ pub struct ServerProcess {
     pub addr: String,
     /// Every stdout line read before the process was ready.
     pub lines: Vec<String>,
+    /// Its stderr (logs), read as it comes: a pipe nobody reads fills up at 64 KiB, and a
+    /// chatty server would then block in its next log line.
+    stderr: Arc<Mutex<Vec<u8>>>,
+    /// Ends when stderr closes.
+    stderr_read: tokio::task::JoinHandle<()>,
 }
 
 impl ServerProcess {
@@ -143,7 +148,22 @@ impl ServerProcess {
         };
         // Keep draining stdout so the process never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
-        Self { child, addr, lines }
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let logs = stderr.clone();
+        let stderr_read = tokio::spawn(async move {
+            let mut chunk = [0; 8192];
+            while let Ok(n @ 1..) = tokio::io::AsyncReadExt::read(&mut pipe, &mut chunk).await {
+                logs.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Self {
+            child,
+            addr,
+            lines,
+            stderr,
+            stderr_read,
+        }
     }
 
     pub fn channel(&self) -> calcmesh_runtime::MeshChannel {
@@ -166,16 +186,22 @@ impl ServerProcess {
         assert!(status.success(), "kill {sig} {pid}");
     }
 
+    /// Waits for the process to exit (within 10 s); its status and everything it logged.
     pub async fn wait(mut self) -> (ExitStatus, String) {
         let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
             .await
             .expect("exits after draining")
             .unwrap();
-        let mut stderr = String::new();
-        tokio::io::AsyncReadExt::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr)
+        tokio::time::timeout(Duration::from_secs(10), &mut self.stderr_read)
             .await
+            .expect("stderr closes when the process exits")
             .unwrap();
-        (status, stderr)
+        (status, self.logs())
+    }
+
+    /// What the process has logged (stderr) so far.
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 }
 
@@ -477,14 +503,31 @@ impl Drop for Etcd {
 }
 
 /// Waits (polling, bounded) until `check` holds; panics with `what` after `limit`.
-pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, check: F)
 where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_explained(what, limit, check, String::new).await;
+}
+
+/// [`eventually`], adding what `explain` says (e.g. a server's logs) to the panic message.
+pub async fn eventually_explained<F, Fut>(
+    what: &str,
+    limit: Duration,
+    mut check: F,
+    explain: impl Fn() -> String,
+) where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let started = std::time::Instant::now();
     while !check().await {
-        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "{what} within {limit:?}\n{}",
+            explain()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -3,7 +3,8 @@
 //! The key layout is the one grpc-go's etcd resolver reads, so Go clients find calcmesh servers:
 //! key `SERVICE/HOST:PORT`, value `{"Op":0,"Addr":"HOST:PORT","Metadata":null}`.
 //! - [`EtcdDiscovery`]: a prefix Get, then a Watch from the next revision; changes apply live.
-//!   If etcd goes away the last endpoints stay, and the session starts again with backoff. It
+//!   Each session talks to one member of the cluster, the next one after a failure; if etcd
+//!   goes away the last endpoints stay, and the session starts again with backoff. It
 //!   also reads and watches the service config published at `_grpc_config/SERVICE`
 //!   ([`CONFIG_PREFIX`]): a channel takes it, keeping its last good one when an update is bad.
 //! - [`Registration`]: a key attached to a lease (TTL default 10 s) kept alive in a loop; the key
@@ -32,6 +33,37 @@ fn options(tls: Option<&ClientTls>) -> ConnectOptions {
     match tls {
         Some(tls) => options.with_tls(tls.tonic()),
         None => options,
+    }
+}
+
+/// The etcd members a session talks to: one at a time, the next one after a failed session.
+/// (etcd-client balances requests over every endpoint it is given and keeps sending a share to
+/// a member that is down, so with one member lost, sessions kept failing at random and the
+/// backoff grew; a watch belongs on one member anyway.)
+#[derive(Debug)]
+struct Members {
+    endpoints: Vec<String>,
+    current: usize,
+}
+
+impl Members {
+    fn new(endpoints: &[String]) -> Self {
+        Self {
+            endpoints: endpoints.to_vec(),
+            current: 0,
+        }
+    }
+
+    /// The member to use now (none if the list is empty).
+    fn current(&self) -> &[String] {
+        self.endpoints
+            .get(self.current)
+            .map_or(&[], std::slice::from_ref)
+    }
+
+    /// The current member failed a session: the next one is tried.
+    fn failed(&mut self) {
+        self.current = (self.current + 1) % self.endpoints.len().max(1);
     }
 }
 
@@ -78,10 +110,11 @@ impl EtcdDiscovery {
     /// nobody listens: `Ok`).
     async fn session(
         &self,
+        member: &[String],
         tx: &mpsc::Sender<Change>,
         backoff: &mut Backoff,
     ) -> Result<(), String> {
-        let mut client = Client::connect(&self.endpoints, Some(options(self.tls.as_ref())))
+        let mut client = Client::connect(member, Some(options(self.tls.as_ref())))
             .await
             .map_err(|e| e.to_string())?;
         let prefix = format!("{}/", self.service);
@@ -197,11 +230,13 @@ impl Discover for EtcdDiscovery {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let mut backoff = Backoff::new();
+            let mut members = Members::new(&self.endpoints);
             loop {
-                match self.session(&tx, &mut backoff).await {
+                match self.session(members.current(), &tx, &mut backoff).await {
                     Ok(()) => return,
                     Err(err) => {
-                        tracing::warn!(service = %self.service, endpoints = ?self.endpoints, %err, "etcd unreachable: keeping the last endpoints, trying again")
+                        tracing::warn!(service = %self.service, member = ?members.current(), %err, "etcd unreachable: keeping the last endpoints, trying again (the next member)");
+                        members.failed();
                     }
                 }
                 tokio::select! {
@@ -268,16 +303,19 @@ async fn keep_registered(config: RegistrationConfig, mut stopped: watch::Receive
     // The lease this server holds, kept across reconnections: a lease belongs to the cluster,
     // not to one member, so keeping it alive through another member keeps the key in place.
     let mut lease = None;
+    let mut members = Members::new(&config.endpoints);
     loop {
-        match session(&config, &mut stopped, &mut lease, &mut backoff).await {
+        let member = members.current();
+        match session(&config, member, &mut stopped, &mut lease, &mut backoff).await {
             Ok(()) => return,
             Err(err) if lease.is_some() => {
-                tracing::warn!(service = %config.service, addr = %config.addr, %err, "etcd: lost the member keeping the lease alive; reconnecting")
+                tracing::warn!(service = %config.service, addr = %config.addr, ?member, %err, "etcd: lost the member keeping the lease alive; reconnecting (the next member)")
             }
             Err(err) => {
-                tracing::warn!(service = %config.service, addr = %config.addr, %err, "etcd: registration lost, registering again")
+                tracing::warn!(service = %config.service, addr = %config.addr, ?member, %err, "etcd: registration lost, registering again (the next member)")
             }
         }
+        members.failed();
         // While a lease may still be alive, try again well before it runs out; otherwise at
         // least once per TTL, so a server is back in etcd soon after etcd is (an election
         // fails every request for a second or two, and the backoff would otherwise grow to 10 s).
@@ -310,6 +348,7 @@ async fn within<T>(
 /// so a member cut off from the network is left well before the lease runs out.
 async fn session(
     config: &RegistrationConfig,
+    member: &[String],
     stopped: &mut watch::Receiver<bool>,
     lease: &mut Option<i64>,
     backoff: &mut Backoff,
@@ -317,12 +356,7 @@ async fn session(
     let e = |e: etcd_client::Error| e.to_string();
     let third = config.ttl / 3;
     let options = Some(options(config.tls.as_ref()));
-    let mut client = within(
-        third,
-        "connect",
-        Client::connect(&config.endpoints, options),
-    )
-    .await?;
+    let mut client = within(third, "connect", Client::connect(member, options)).await?;
     let ttl = i64::try_from(config.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
     let key = format!("{}/{}", config.service, config.addr);
     // A lease still held from before the reconnection may have run out meanwhile.
@@ -373,5 +407,24 @@ async fn session(
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_go_round_the_members_one_at_a_time() {
+        let mut members = Members::new(&["a:1".into(), "b:1".into(), "c:1".into()]);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(members.current().to_vec());
+            members.failed();
+        }
+        assert_eq!(seen, [["a:1"], ["b:1"], ["c:1"], ["a:1"]]);
+        let mut none = Members::new(&[]);
+        none.failed();
+        assert!(none.current().is_empty());
     }
 }
