@@ -190,17 +190,15 @@ async fn worker(mut caller: Caller, plan: Arc<Plan>) -> Tally {
 
 /// One CalculateStream with up to `window` messages in flight: a sender task feeds it as the
 /// plan allows, this loop times each answer against its send (answers come in order).
+///
+/// The sender starts before the call is opened: a server may hold its response headers back
+/// until its first answer (grpc-go does), and so until the first request has arrived.
 async fn stream_worker(
     channel: MeshChannel,
     plan: Arc<Plan>,
     window: usize,
 ) -> anyhow::Result<Tally> {
     let (tx, rx) = mpsc::channel(window);
-    let mut responses = CalculatorClient::new(channel)
-        .calculate_stream(ReceiverStream::new(rx))
-        .await
-        .context("cannot open CalculateStream")?
-        .into_inner();
     let slots = Arc::new(tokio::sync::Semaphore::new(window));
     let (sent_tx, mut sent) = mpsc::unbounded_channel::<(Instant, bool)>();
     let sender = {
@@ -220,6 +218,17 @@ async fn stream_worker(
             }
             // Dropping `tx` ends the request stream; the server then ends its answers.
         })
+    };
+    let opened = CalculatorClient::new(channel)
+        .calculate_stream(ReceiverStream::new(rx))
+        .await;
+    let mut responses = match opened {
+        Ok(responses) => responses.into_inner(),
+        Err(status) => {
+            slots.close();
+            sender.abort();
+            return Err(anyhow::Error::new(status).context("cannot open CalculateStream"));
+        }
     };
     let mut tally = Tally::new();
     loop {
@@ -329,7 +338,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     let ok = total.status.get("OK").copied().unwrap_or(0);
     if args.json {
-        println!("{}", json_report(&args, &total, elapsed));
+        say!("{}", json_report(&args, &total, elapsed));
     } else {
         print_report(&args, &total, elapsed, warmup);
     }
@@ -379,7 +388,7 @@ fn print_report(args: &BenchArgs, total: &Tally, elapsed: Duration, warmup: Dura
         || "closed loop".to_owned(),
         |r| format!("open loop at {r}/s"),
     );
-    println!(
+    say!(
         "{} {} · {} concurrent on {} connection(s) · {mode} · {:.1} s measured after {:?} warm-up",
         args.rpc.name(),
         args.client.target,
@@ -388,7 +397,7 @@ fn print_report(args: &BenchArgs, total: &Tally, elapsed: Duration, warmup: Dura
         elapsed.as_secs_f64(),
         warmup
     );
-    println!(
+    say!(
         "requests:  {measured} ({ok} ok, {} failed), {rate:.0}/s",
         measured - ok
     );
@@ -396,15 +405,15 @@ fn print_report(args: &BenchArgs, total: &Tally, elapsed: Duration, warmup: Dura
         .iter()
         .map(|(n, q)| format!("{n} {}", ms(h.value_at_quantile(*q))))
         .collect();
-    println!("latency:   {}  max {}", percentiles.join("  "), ms(h.max()));
+    say!("latency:   {}  max {}", percentiles.join("  "), ms(h.max()));
     let status: Vec<String> = total
         .status
         .iter()
         .map(|(c, n)| format!("{c} {n}"))
         .collect();
-    println!("status:    {}", status.join(", "));
+    say!("status:    {}", status.join(", "));
     for (code, message) in &total.errors {
-        println!("first {code}: {message}");
+        say!("first {code}: {message}");
     }
 }
 

@@ -23,10 +23,10 @@ pub(crate) fn run(command: Certs) -> anyhow::Result<ExitCode> {
                 days,
             };
             for file in certs::init(&dir, &options)? {
-                println!("wrote {}", file.display());
+                say!("wrote {}", file.display());
             }
         }
-        Certs::Show { file } => print!("{}", certs::show(&file)?),
+        Certs::Show { file } => say!("{}", certs::show(&file)?.trim_end()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -84,7 +84,7 @@ pub(crate) async fn calc(args: CalcArgs) -> anyhow::Result<ExitCode> {
         .calculate(request(message, &args.client))
         .await
         .map_err(status_error)?;
-    println!("{}", format_number(response.into_inner().result));
+    say!("{}", format_number(response.into_inner().result));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -140,13 +140,13 @@ async fn calc_stream(
         match response.error {
             Some(err) => {
                 failed = true;
-                println!(
+                say!(
                     "error: {}: {}",
                     code_name(Code::from(err.code)),
                     err.message
                 );
             }
-            None => println!("{}", format_number(response.result)),
+            None => say!("{}", format_number(response.result)),
         }
     }
     reader.await.context("stdin reader panicked")??;
@@ -158,9 +158,14 @@ async fn calc_stream(
 }
 
 fn print_summary(s: &Summary) {
-    println!(
+    say!(
         "count={} sum={} mean={} min={} max={} variance={}",
-        s.count, s.sum, s.mean, s.min, s.max, s.variance
+        s.count,
+        s.sum,
+        s.mean,
+        s.min,
+        s.max,
+        s.variance
     );
 }
 
@@ -207,7 +212,7 @@ pub(crate) async fn summarize(args: SummarizeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_evaluation(evaluation: &Evaluation, steps: bool) {
-    println!("{}", format_number(evaluation.value));
+    say!("{}", format_number(evaluation.value));
     if !steps {
         return;
     }
@@ -239,12 +244,14 @@ fn print_evaluation(evaluation: &Evaluation, steps: bool) {
         width(|r| r.0.len(), "operation"),
         width(|r| r.1.len(), "result"),
     );
-    println!(
+    say!(
         "{:>4}  {:<w_op$}  {:>w_res$}  endpoint",
-        "step", "operation", "result"
+        "step",
+        "operation",
+        "result"
     );
     for (i, (operation, result, endpoint)) in rows.iter().enumerate() {
-        println!(
+        say!(
             "{:>4}  {operation:<w_op$}  {result:>w_res$}  {endpoint}",
             i + 1
         );
@@ -282,7 +289,7 @@ pub(crate) async fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         match &evaluation.error {
             Some(err) => {
                 failed = true;
-                println!(
+                say!(
                     "error: {}: {}",
                     code_name(Code::from(err.code)),
                     err.message
@@ -311,7 +318,7 @@ pub(crate) async fn factorize(args: FactorizeArgs) -> anyhow::Result<ExitCode> {
         .map_err(status_error)?
         .into_inner();
     while let Some(factor) = factors.message().await.map_err(status_error)? {
-        println!("{}", factor.prime);
+        say!("{}", factor.prime);
     }
     Ok(ExitCode::SUCCESS)
 }

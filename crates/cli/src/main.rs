@@ -15,6 +15,14 @@
 // clap's derive.
 #![allow(clippy::large_enum_variant)]
 
+/// `println!` for results on stdout, except that a closed stdout (`calcmesh … | head`) ends
+/// the process quietly, as other command-line tools end, where `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::stdout_line(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod certs;
 mod cli;
@@ -94,5 +102,18 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes one line to stdout; a reader gone away (EPIPE) ends the process with status 141, as
+/// SIGPIPE would.
+fn stdout_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(err) = writeln!(std::io::stdout().lock(), "{line}") {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write to stdout: {err}");
+        std::process::exit(1);
     }
 }

@@ -244,3 +244,25 @@ async fn bench_reports_sane_numbers() {
         "{requests} calls in 1 s at 200/s: {report}"
     );
 }
+
+/// `calcmesh … | head` closes stdout early: the command ends quietly with 141 (as SIGPIPE
+/// ends other tools), not with a panic. The pipe's reader is closed before the start, so the
+/// first line written meets it closed.
+#[tokio::test]
+async fn a_closed_stdout_ends_a_command_quietly() {
+    let server = ServerProcess::calcmesh().await;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = tokio::process::Command::new(common::BIN)
+        .args(["calc", "--target", &server.addr, "6", "*", "7"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

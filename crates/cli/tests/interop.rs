@@ -297,6 +297,27 @@ async fn rust_cli(server: &ServerProcess) {
         "{}",
         out.stderr
     );
+    // The bench's pipelined streams, which must not wait for response headers before sending:
+    // grpc-go (and others) send them with the first answer.
+    let args = ["bench", "--target", t, "--rpc", "calculate-stream"];
+    let fast = [
+        "-c",
+        "2",
+        "--pipeline",
+        "8",
+        "-n",
+        "200",
+        "--warmup",
+        "0s",
+        "--json",
+    ];
+    let out = calcmesh(&[&args[..], &fast[..]].concat(), "").await;
+    let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+    assert_eq!(
+        (report["ok"].as_u64(), report["failed"].as_u64()),
+        (Some(200), Some(0)),
+        "{report}"
+    );
 }
 
 /// A peer's scenario client: its last line must be `N passed, 0 failed`.

@@ -206,6 +206,7 @@ impl ServerProcess {
 }
 
 /// What a finished client process said.
+#[derive(Debug)]
 pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,
