@@ -2,20 +2,24 @@
 """The side-by-side benchmark: calcmesh's shipped calculator against the peers, on this machine, in
 one run: a bare tonic server on both of tokio's runtimes (current-thread, the one calcmesh picks on
 one CPU, and multi-thread), the grpc-go (GOMAXPROCS=1) and grpc-java (one CPU, after a 5 s JIT
-warm-up) calculator servers from interop/, and the Python (sync and asyncio) and Node servers.
-The ratio table names the fastest peer: the one calcmesh answers to.
+warm-up) calculator servers from interop/, C++ gRPC (Debian's libgrpc++ 1.51, the callback API;
+bench/cpp), and the Python (sync and asyncio) and Node servers. The ratio table names the
+fastest peer: the one calcmesh answers to.
 
 Each server runs pinned to core 0; load comes from h2load (nghttp2-client, independent of our
 code) pinned to core 1, with the same request bytes (Calculate 10 * 5). Per server and round:
-requests/s at -c 4 -m 64, server CPU time per request (from /proc), RSS idle and after load,
-and the slowest connect of 1 000 connections. Latency at one connection and one stream (p50,
+requests/s at -c 4 -m 64, server CPU time per request (from /proc), CalculateStream messages/s
+and CPU per message (calcmesh bench on core 1 is the client for every server: 4 streams × 64 in
+flight), RSS idle and after load. In the first round, on a server of its own and before any
+load, 10 000 idle connections are opened one by one: RSS per connection, the slowest connect,
+and requests/s with them open divided by requests/s once they are closed. Latency at one connection and one stream (p50,
 p90, p99 from h2load --log-file) is measured with every server up at once, in 1-second slices
 that take turns, so a noisy moment on the machine falls on all of them alike. Rounds are
 interleaved; the report gives medians and ratios, which are the only figures that mean anything
 on a shared, noisy machine.
 
-Also: CalculateStream messages/s against unary calls/s on the same server (calcmesh bench), and
-the evaluator's extra latency over a direct Calculate.
+Also, calcmesh alone: CalculateStream messages/s against unary calls/s, mutual TLS against
+plaintext (calcmesh bench), and the evaluator's extra latency over a direct Calculate.
 
     python3 bench/run.py                 # 3 rounds, ~5 minutes; rewrites BENCHMARKS.md's table and bench/chart.svg
     python3 bench/run.py --rounds 1 --seconds 2 --no-write   # a quick look
@@ -54,8 +58,12 @@ def prepare():
     subprocess.run([os.path.join(ROOT, "interop", "setup")], check=True)
     go = os.path.join(ROOT, "interop", "go", "calculator")
     subprocess.run(["go", "build", "-o", os.path.join(GO_BIN, "calc-server"), "./server"], cwd=go, check=True)
+    subprocess.run([os.path.join(ROOT, "bench", "cpp", "build"), BENCH_BIN], check=True, stdout=subprocess.DEVNULL)
+    # The crowd test holds CROWD connections here and in the server (which inherits the limit).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
+    if hard != resource.RLIM_INFINITY and hard < CROWD + 1000:
+        sys.exit(f"the open-files limit is {hard}; the crowd test needs {CROWD + 1000} (ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def grpc_body(path):
@@ -67,11 +75,14 @@ def grpc_body(path):
 
 GO_BIN = os.path.join(ROOT, "target", "interop", "go", "bin")
 JAVA_JAR = os.path.join(ROOT, "target", "interop", "java", "calc-java.jar")
+BENCH_BIN = os.path.join(ROOT, "target", "bench")
+CROWD = 10_000
 SERVERS = {
     "calcmesh (shipped)": [CALCMESH, "serve", "calculator", "--listen", "127.0.0.1:0"],
     "bare tonic, current-thread runtime": [os.path.join(RELEASE, "bare-tonic"), "--current-thread"],
     "bare tonic, multi-thread runtime": [os.path.join(RELEASE, "bare-tonic")],
     "grpc-go (GOMAXPROCS=1)": ["env", "GOMAXPROCS=1", os.path.join(GO_BIN, "calc-server"), "-port", "0"],
+    "C++ gRPC (callback API, 1 CPU)": [os.path.join(BENCH_BIN, "calc-server-cpp"), "--port", "0"],
     "grpc-java (1 CPU)": ["java", "-XX:ActiveProcessorCount=1", "-cp", JAVA_JAR, "calcmesh.interop.CalcServer", "--port", "0"],
     "python grpcio sync": [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "interop", "python", "calc_server.py"), "--port", "0"],
     "python grpc.aio": [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "interop", "python", "calc_server.py"), "--port", "0", "--asyncio"],
@@ -111,22 +122,31 @@ class Server:
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
-def idle_connection_kib(server, n=1000):
-    """RSS per idle HTTP/2 connection: n connections opened, each answered with the server's
-    SETTINGS (so the server has set it up), then RSS compared with before."""
-    before = server.rss_mib()
-    host, port = server.addr.rsplit(":", 1)
-    conns = []
-    try:
-        for _ in range(n):
-            c = socket.create_connection((host, int(port)), timeout=10)
-            c.sendall(PREFACE)
-            conns.append(c)
-        for c in conns:
-            c.recv(64)  # the server's SETTINGS
-        return (server.rss_mib() - before) * 1024 / n
-    finally:
-        for c in conns:
+class Crowd:
+    """CROWD idle HTTP/2 connections, opened one after another: each sends the preface and waits
+    for the server's SETTINGS (so the server has set it up). Records the slowest connect (TCP
+    connect to the server's first bytes) and the server's RSS per connection."""
+
+    def __init__(self, server, n=CROWD):
+        before = server.rss_mib()
+        host, port = server.addr.rsplit(":", 1)
+        self.conns, self.slowest_ms = [], 0.0
+        try:
+            for _ in range(n):
+                start = time.perf_counter()
+                c = socket.create_connection((host, int(port)), timeout=10)
+                self.conns.append(c)
+                c.sendall(PREFACE)
+                if not c.recv(64):
+                    raise RuntimeError(f"{server.name} closed connection {len(self.conns)} of {n}")
+                self.slowest_ms = max(self.slowest_ms, (time.perf_counter() - start) * 1000)
+        except BaseException:
+            self.close()
+            raise
+        self.kib_each = (server.rss_mib() - before) * 1024 / n
+
+    def close(self):
+        for c in self.conns:
             c.close()
 
 
@@ -142,29 +162,55 @@ def parse_rate(out):
     return float(m.group(1)), int(done.group(2))
 
 
-def measure(name, cmd, body, seconds, conns_test):
+def warm_up_seconds(name):
+    return "5" if "java" in name else "1"  # the JVM's JIT needs longer to settle
+
+
+def measure(name, cmd, body, seconds):
     s = Server(name, cmd)
     try:
         out = sh([CALCMESH, "calc", "--target", s.addr, "10", "*", "5"])
         assert out.strip() == "50", f"{name}: grpc-status check failed: {out!r}"
         time.sleep(0.5)  # let start-up allocations settle before reading idle RSS
-        rss_idle = s.rss_mib()
-        # Before any load, so the allocator has no freed memory to hand the connections.
-        idle_kib = idle_connection_kib(s) if conns_test else float("nan")
-        warm = "5" if "java" in name else "1"  # the JVM's JIT needs longer to settle
+        figures = dict(rss_idle=s.rss_mib())
+        warm = warm_up_seconds(name)
         h2load(s.addr, body, "-c", "4", "-m", "64", "-D", warm)  # warm-up
         cpu0 = s.cpu_seconds()
         rate, succeeded = parse_rate(h2load(s.addr, body, "-c", "4", "-m", "64", "-D", str(seconds)))
-        cpu_us = (s.cpu_seconds() - cpu0) * 1e6 / max(succeeded, 1)
-        rss_load = s.rss_mib()
-        connect_max = float("nan")
-        if conns_test:
-            out = h2load(s.addr, body, "-c", "1000", "-n", "2000", "-m", "1")
-            m = re.search(r"time for connect:\s+\S+\s+(\S+)", out)
-            connect_max = to_ms(m.group(1)) if m else float("nan")
-        return dict(rps=rate, cpu_us=cpu_us, rss_idle=rss_idle, rss_load=rss_load, connect_max_ms=connect_max, idle_conn_kib=idle_kib)
+        figures.update(rps=rate, cpu_us=(s.cpu_seconds() - cpu0) * 1e6 / max(succeeded, 1), rss_load=s.rss_mib())
+        figures.update(stream_figures(s, seconds, warm))
+        return figures
     finally:
         s.stop()
+
+
+def crowd_figures(name, cmd, body, seconds):
+    """On a server of its own: CROWD idle connections opened before any load (so the allocator
+    has no freed memory to hand them), then requests/s with them open and after they close."""
+    s = Server(name, cmd)
+    try:
+        time.sleep(0.5)
+        crowd = Crowd(s)
+        load = lambda: parse_rate(h2load(s.addr, body, "-c", "4", "-m", "64", "-D", str(seconds)))[0]  # noqa: E731
+        try:
+            h2load(s.addr, body, "-c", "4", "-m", "64", "-D", warm_up_seconds(name))  # warm-up
+            beside = load()
+        finally:
+            crowd.close()
+        return dict(idle_conn_kib=crowd.kib_each, connect_max_ms=crowd.slowest_ms, crowd_ratio=beside / load())
+    finally:
+        s.stop()
+
+
+def stream_figures(server, seconds, warm):
+    """CalculateStream through one server: messages/s and server CPU per message, with the same
+    client for every server (calcmesh bench on core 1: 4 streams, 64 messages in flight on each)."""
+    args = ["--target", server.addr, "--rpc", "calculate-stream", "-c", "4", "--pipeline", "64"]
+    bench_json(*args, "-d", f"{warm}s")  # warm-up
+    cpu0 = server.cpu_seconds()
+    out = bench_json(*args, "-d", f"{seconds}s")
+    assert out["failed"] == 0, f"{server.name}: CalculateStream failed: {out['status']}"
+    return dict(stream_mps=out["requests_per_second"], stream_cpu_us=(server.cpu_seconds() - cpu0) * 1e6 / max(out["ok"], 1))
 
 
 def latency(servers, body, slices):
@@ -208,23 +254,33 @@ def bench_json(*args):
 
 
 def extras(seconds):
-    """CalculateStream vs unary messages/s, and the evaluator's extra latency."""
+    """CalculateStream vs unary messages/s, mutual TLS vs plaintext, and the evaluator's extra
+    latency: calcmesh bench (core 1) against calcmesh servers (core 0)."""
+    certs = tempfile.mkdtemp()
+    sh([CALCMESH, "certs", "init", "--dir", certs])
+    pem = lambda name: os.path.join(certs, name)  # noqa: E731
     calc = Server("calcmesh", SERVERS["calcmesh (shipped)"])
+    mtls = Server("calcmesh, mutual TLS", SERVERS["calcmesh (shipped)"] + [
+        "--tls-cert", pem("calculator.pem"), "--tls-key", pem("calculator.key"), "--client-ca", pem("ca.pem")])
     evaluator = Server("evaluator", [CALCMESH, "serve", "evaluator", "--listen", "127.0.0.1:0", "--calculator", calc.addr], core="0")
     try:
         d = f"{seconds}s"
         # The same 256 messages in flight: 256 unary calls, or 4 streams pipelining 64 each.
         unary = bench_json("--target", calc.addr, "-c", "256", "-d", d)
         stream = bench_json("--target", calc.addr, "--rpc", "calculate-stream", "-c", "4", "--pipeline", "64", "-d", d)
+        client_cert = ["--ca", pem("ca.pem"), "--cert", pem("admin.pem"), "--key", pem("admin.key")]
+        secure = bench_json("--target", mtls.addr, *client_cert, "-c", "256", "-d", d)
         direct = bench_json("--target", calc.addr, "-c", "1", "-d", d)
         via = bench_json("--target", evaluator.addr, "--rpc", "evaluate", "--expression", "10 * 5", "-c", "1", "-d", d)
         return dict(
             unary_rps=unary["requests_per_second"], stream_rps=stream["requests_per_second"],
+            mtls_rps=secure["requests_per_second"],
             direct_p50_us=direct["latency_us"]["p50"], evaluate_p50_us=via["latency_us"]["p50"],
         )
     finally:
-        evaluator.stop()
-        calc.stop()
+        for s in (evaluator, mtls, calc):
+            s.stop()
+        shutil.rmtree(certs)
 
 
 def median_of(rounds, key):
@@ -232,40 +288,51 @@ def median_of(rounds, key):
 
 
 def table(results):
-    lines = ["| server | requests/s | CPU µs/request | latency p50 / p90 / p99, 1 conn × 1 stream | RSS idle | RSS after load | RSS per idle connection | slowest of 1 000 connects |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| server | requests/s | CPU µs/request | latency p50 / p90 / p99, 1 conn × 1 stream | CalculateStream messages/s | CPU µs/message |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, rounds in results.items():
         lines.append(f"| {name} | {median_of(rounds, 'rps'):,.0f} | {median_of(rounds, 'cpu_us'):.1f} | {median_of(rounds, 'p50_us'):.0f} / {median_of(rounds, 'p90_us'):.0f} / {median_of(rounds, 'p99_us'):.0f} µs | "
-                     f"{median_of(rounds, 'rss_idle'):.1f} MiB | {median_of(rounds, 'rss_load'):.1f} MiB | {rounds[0]['idle_conn_kib']:.1f} KiB | {rounds[0]['connect_max_ms']:.0f} ms |")
+                     f"{median_of(rounds, 'stream_mps'):,.0f} | {median_of(rounds, 'stream_cpu_us'):.2f} |")
     return "\n".join(lines)
 
 
-def fastest_peer(results):
-    """The peer with the most requests/s (median): the one calcmesh answers to."""
+def memory_table(results):
+    lines = [f"| server | RSS idle | RSS after load | RSS per idle connection, {CROWD:,} open | slowest of {CROWD:,} connects | requests/s beside them ÷ alone |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, rounds in results.items():
+        first = rounds[0]
+        lines.append(f"| {name} | {median_of(rounds, 'rss_idle'):.1f} MiB | {median_of(rounds, 'rss_load'):.1f} MiB | {first['idle_conn_kib']:.1f} KiB | "
+                     f"{first['connect_max_ms']:.1f} ms | {first['crowd_ratio']:.2f}× |")
+    return "\n".join(lines)
+
+
+def fastest_peer(results, key="rps"):
+    """The peer with the highest median `key`: the one calcmesh answers to."""
     peers = [p for p in results if p != "calcmesh (shipped)"]
-    return max(peers, key=lambda p: median_of(results[p], "rps")) if peers else None
+    return max(peers, key=lambda p: median_of(results[p], key)) if peers else None
 
 
 def ratios(results):
     ours = results["calcmesh (shipped)"]
     out = []
-    fastest = fastest_peer(results)
+    fastest, fastest_stream = fastest_peer(results), fastest_peer(results, "stream_mps")
     for peer in [p for p in SERVERS if p in results and p != "calcmesh (shipped)"]:
-        r = median_of(ours, "rps") / median_of(results[peer], "rps")
-        c = median_of(ours, "cpu_us") / median_of(results[peer], "cpu_us")
-        p = median_of(ours, "p50_us") / median_of(results[peer], "p50_us")
-        mark = " (the fastest peer)" if peer == fastest else ""
-        out.append(f"| calcmesh ÷ {peer}{mark} | {r:.2f}× requests/s | {c:.2f}× CPU per request | {p:.2f}× p50 latency |")
-    return "| ratio (medians, same run) | throughput | CPU | latency |\n| --- | --- | --- | --- |\n" + "\n".join(out)
+        r, c, p, sm, sc = (median_of(ours, k) / median_of(results[peer], k) for k in ("rps", "cpu_us", "p50_us", "stream_mps", "stream_cpu_us"))
+        marks = [m for m, f in (("requests/s", fastest), ("streaming", fastest_stream)) if peer == f]
+        mark = f" (the fastest peer: {', '.join(marks)})" if marks else ""
+        out.append(f"| calcmesh ÷ {peer}{mark} | {r:.2f}× | {c:.2f}× | {p:.2f}× | {sm:.2f}× | {sc:.2f}× |")
+    head = "| ratio (medians, same run) | requests/s | CPU per request | p50 latency | CalculateStream messages/s | CPU per message |\n| --- | --- | --- | --- | --- | --- |\n"
+    return head + "\n".join(out)
 
 
 def chart(results, path):
     """A bar chart of requests/s and latency percentiles per server, as SVG."""
     names = list(results)
-    panels = [("requests/s (-c 4 -m 64)", [median_of(results[n], "rps") for n in names], "/s", "#3b7dd8")]
+    panels = [("requests/s (-c 4 -m 64)", [median_of(results[n], "rps") for n in names], "/s", "#3b7dd8"),
+              ("CalculateStream messages/s (4 streams × 64)", [median_of(results[n], "stream_mps") for n in names], "/s", "#3ba86b")]
     panels += [(f"p{q} latency, 1 connection × 1 stream", [median_of(results[n], f"p{q}_us") for n in names], " µs", color)
                for q, color in [(50, "#d8823b"), (90, "#c0602a"), (99, "#8f3d17")]]
-    w, row = 760, 24
+    w, row = 840, 24
     h = 40 + (row * len(names) + 40) * len(panels) + 20
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="13">',
              '<rect width="100%" height="100%" fill="white"/>',
@@ -278,8 +345,8 @@ def chart(results, path):
         for n, v in zip(names, values):
             bar = 380 * v / top
             parts.append(f'<text x="10" y="{y + 17}">{n}</text>')
-            parts.append(f'<rect x="190" y="{y + 4}" width="{bar:.1f}" height="18" fill="{color}"/>')
-            parts.append(f'<text x="{196 + bar:.1f}" y="{y + 17}">{v:,.0f}{unit}</text>')
+            parts.append(f'<rect x="250" y="{y + 4}" width="{bar:.1f}" height="18" fill="{color}"/>')
+            parts.append(f'<text x="{256 + bar:.1f}" y="{y + 17}">{v:,.0f}{unit}</text>')
             y += row
         y += 30
     parts.append("</svg>")
@@ -308,12 +375,14 @@ def main():
     for r in range(args.rounds):
         for name, cmd in servers.items():
             print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
-            results[name].append(measure(name, cmd, body, args.seconds, conns_test=(r == 0)))
+            results[name].append(measure(name, cmd, body, args.seconds))
+            if r == 0:
+                results[name][0].update(crowd_figures(name, cmd, body, args.seconds))
         print(f"round {r + 1}/{args.rounds}: latency, every server in turn", file=sys.stderr, flush=True)
         for name, figures in latency(servers, body, slices=max(3, args.seconds)).items():
             results[name][-1].update(figures)
-    fastest = fastest_peer(results)
-    report = "\n\n".join([table(results), f"The fastest peer in this run: **{fastest}**.", ratios(results)])
+    fastest = f"The fastest peer in this run: **{fastest_peer(results)}** (requests/s), **{fastest_peer(results, 'stream_mps')}** (CalculateStream)."
+    report = "\n\n".join([table(results), fastest, ratios(results), memory_table(results)])
     if args.only:
         print(report)
         return
@@ -321,6 +390,7 @@ def main():
     report = "\n\n".join([
         report,
         f"| CalculateStream vs unary (calcmesh bench, 256 in flight: 4 streams × 64 vs 256 calls) | {extra['stream_rps']:,.0f} msgs/s vs {extra['unary_rps']:,.0f} calls/s = {extra['stream_rps'] / extra['unary_rps']:.2f}× |\n| --- | --- |\n"
+        f"| mutual TLS vs plaintext (calcmesh bench, 256 calls in flight, one connection) | {extra['mtls_rps']:,.0f} vs {extra['unary_rps']:,.0f} calls/s = {extra['mtls_rps'] / extra['unary_rps']:.2f}× |\n"
         f"| evaluator's extra latency (p50, `10 * 5` via Evaluate vs Calculate direct) | {extra['evaluate_p50_us'] - extra['direct_p50_us']:.0f} µs ({extra['evaluate_p50_us']} vs {extra['direct_p50_us']} µs) |",
     ])
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
