@@ -10,6 +10,8 @@ pub(crate) struct Oversized {
     pub(crate) len: usize,
     /// Where its prefix starts in the chunk being scanned.
     pub(crate) prefix_start: usize,
+    /// The whole messages before it whose prefixes this chunk completed.
+    pub(crate) before: usize,
 }
 
 /// Tracks gRPC message boundaries in a byte stream: `[flag:1][length:4 big-endian][payload]`.
@@ -63,14 +65,23 @@ impl FrameScanner {
                         prefix_start = pos;
                     }
                     let n = (5 - *filled).min(chunk.len() - pos);
-                    bytes[*filled..*filled + n].copy_from_slice(&chunk[pos..pos + n]);
+                    if n == 5 {
+                        // A whole prefix at once, the usual case: a fixed-size copy, no memcpy call.
+                        bytes.copy_from_slice(&chunk[pos..pos + 5]);
+                    } else {
+                        bytes[*filled..*filled + n].copy_from_slice(&chunk[pos..pos + n]);
+                    }
                     *filled += n;
                     pos += n;
                     if *filled == 5 {
                         let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
                         let len = len as usize;
                         if len > limit {
-                            return Err(Oversized { len, prefix_start });
+                            return Err(Oversized {
+                                len,
+                                prefix_start,
+                                before: messages,
+                            });
                         }
                         messages += 1;
                         on_prefix(bytes[0]);

@@ -67,7 +67,7 @@ impl ClientMetrics {
         Fut: Future<Output = Result<http::Response<Body>, crate::error::BoxError>>,
     {
         let mut call = self.rpc.start(request.uri().path());
-        let request = count_messages(request, call.method.sent.clone(), None);
+        let request = count_messages(request, call.method.sent.clone());
         let future = send(request);
         async move {
             match future.await {

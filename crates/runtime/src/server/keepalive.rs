@@ -239,21 +239,38 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for Policed<T> {
 
 impl<T: AsyncWrite> AsyncWrite for Policed<T> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.poll_write_vectored(cx, &[std::io::IoSlice::new(bytes)])
+    }
+
+    /// Every buffer passed on in one write (hyper and h2 write a frame's head and a large
+    /// payload together where the connection can), the frames written watched.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         if self.goaway.is_some() && std::task::ready!(self.as_mut().send_goaway(cx))? {
             return Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()));
         }
         let this = self.project();
-        let n = std::task::ready!(this.inner.poll_write(cx, bytes))?;
+        let n = std::task::ready!(this.inner.poll_write_vectored(cx, bufs))?;
         if this.preface.is_none() {
             return Poll::Ready(Ok(n));
         }
-        let referee = this.referee;
-        this.writing
-            .feed(&bytes[..n], |frame, _| referee.server_sent(frame));
+        let (referee, mut left) = (this.referee, n);
+        for buf in bufs {
+            if left == 0 {
+                break;
+            }
+            let part = &buf[..left.min(buf.len())];
+            this.writing
+                .feed(part, |frame, _| referee.server_sent(frame));
+            left -= part.len();
+        }
         if this.goaway.is_some() && this.writing.at_boundary() {
             // A frame boundary at last: the reader sends the GOAWAY.
             if let Some(reader) = this.reader.take() {
@@ -261,6 +278,10 @@ impl<T: AsyncWrite> AsyncWrite for Policed<T> {
             }
         }
         Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

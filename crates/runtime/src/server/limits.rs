@@ -24,6 +24,7 @@ use tonic::body::Body;
 
 use crate::compression::CompressAnswers;
 use crate::framing::FrameScanner;
+use crate::telemetry::metrics::ReceivedMessages;
 
 /// A tower layer that fails request messages larger than `limit` bytes with RESOURCE_EXHAUSTED.
 #[derive(Debug, Clone, Copy)]
@@ -106,12 +107,14 @@ where
             return Either::Left(ready(Ok(refused)));
         }
         let limit = self.limit;
+        let received = req.extensions_mut().remove::<ReceivedMessages>();
         Either::Right(self.inner.call(req.map(|body| {
             Body::new(LimitedBody {
                 inner: body,
                 limit,
                 scanner: FrameScanner::default(),
                 failed: None,
+                received,
             })
         })))
     }
@@ -124,6 +127,8 @@ pin_project_lite::pin_project! {
         limit: usize,
         scanner: FrameScanner,
         failed: Option<Status>,
+        // Counts the messages, when the telemetry layer asked (see `ReceivedMessages`).
+        received: Option<ReceivedMessages>,
     }
 }
 
@@ -140,10 +145,18 @@ impl HttpBody for LimitedBody {
             return Poll::Ready(Some(Err(status)));
         }
         let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(frame)) = &frame
-            && let Some(data) = frame.data_ref()
-            && let Err(oversized) = this.scanner.scan(data.chunk(), *this.limit)
-        {
+        let Some(data) = frame
+            .as_ref()
+            .and_then(|f| f.as_ref().ok())
+            .and_then(Frame::data_ref)
+        else {
+            return Poll::Ready(frame);
+        };
+        let scanned = this.scanner.scan(data.chunk(), *this.limit);
+        if let Some(received) = this.received.as_ref() {
+            received.add(scanned.unwrap_or_else(|oversized| oversized.before));
+        }
+        if let Err(oversized) = scanned {
             let status = Status::resource_exhausted(format!(
                 "received message larger than max ({} vs. {} bytes)",
                 oversized.len, this.limit

@@ -114,7 +114,10 @@ impl TraceContext {
     }
 
     /// `future` with this context as [`current`] whenever it is polled.
-    pub(crate) fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+    pub(crate) fn scope<F: Future>(
+        self,
+        future: F,
+    ) -> tokio::task::futures::TaskLocalFuture<Self, F> {
         CURRENT.scope(self, future)
     }
 }
