@@ -19,7 +19,8 @@ interleaved; the report gives medians and ratios, which are the only figures tha
 on a shared, noisy machine.
 
 Also, calcmesh alone: CalculateStream messages/s against unary calls/s, mutual TLS against
-plaintext (calcmesh bench), and the evaluator's extra latency over a direct Calculate.
+plaintext (calcmesh bench), and the evaluator's extra latency over a direct Calculate; and new
+mutual-TLS connections per second (each a handshake and one call) against grpc-go's.
 
     python3 bench/run.py                 # 3 rounds, ~5 minutes; rewrites BENCHMARKS.md's table and bench/chart.svg
     python3 bench/run.py --rounds 1 --seconds 2 --no-write   # a quick look
@@ -262,6 +263,8 @@ def extras(seconds):
     calc = Server("calcmesh", SERVERS["calcmesh (shipped)"])
     mtls = Server("calcmesh, mutual TLS", SERVERS["calcmesh (shipped)"] + [
         "--tls-cert", pem("calculator.pem"), "--tls-key", pem("calculator.key"), "--client-ca", pem("ca.pem")])
+    go_mtls = Server("grpc-go, mutual TLS", ["env", "GOMAXPROCS=1", os.path.join(GO_BIN, "calc-server"), "-port", "0",
+                                              "-tls-cert", pem("calculator.pem"), "-tls-key", pem("calculator.key"), "-client-ca", pem("ca.pem")])
     evaluator = Server("evaluator", [CALCMESH, "serve", "evaluator", "--listen", "127.0.0.1:0", "--calculator", calc.addr], core="0")
     try:
         d = f"{seconds}s"
@@ -270,17 +273,29 @@ def extras(seconds):
         stream = bench_json("--target", calc.addr, "--rpc", "calculate-stream", "-c", "4", "--pipeline", "64", "-d", d)
         client_cert = ["--ca", pem("ca.pem"), "--cert", pem("admin.pem"), "--key", pem("admin.key")]
         secure = bench_json("--target", mtls.addr, *client_cert, "-c", "256", "-d", d)
+        handshakes = {name: new_connections(server, client_cert, seconds) for name, server in (("calcmesh", mtls), ("grpc-go", go_mtls))}
         direct = bench_json("--target", calc.addr, "-c", "1", "-d", d)
         via = bench_json("--target", evaluator.addr, "--rpc", "evaluate", "--expression", "10 * 5", "-c", "1", "-d", d)
         return dict(
             unary_rps=unary["requests_per_second"], stream_rps=stream["requests_per_second"],
-            mtls_rps=secure["requests_per_second"],
+            mtls_rps=secure["requests_per_second"], handshakes=handshakes,
             direct_p50_us=direct["latency_us"]["p50"], evaluate_p50_us=via["latency_us"]["p50"],
         )
     finally:
-        for s in (evaluator, mtls, calc):
+        for s in (evaluator, go_mtls, mtls, calc):
             s.stop()
         shutil.rmtree(certs)
+
+
+def new_connections(server, client_cert, seconds):
+    """Calls each on a new mutual-TLS connection (TCP, handshake, one Calculate, close), 4 at a
+    time from calcmesh bench on core 1: per second, and the server's CPU per connection."""
+    args = ["--target", server.addr, *client_cert, "--new-connection", "-c", "4"]
+    bench_json(*args, "-d", "1s")  # warm-up
+    cpu0 = server.cpu_seconds()
+    out = bench_json(*args, "-d", f"{seconds}s")
+    assert out["failed"] == 0, f"{server.name}: {out['status']}"
+    return dict(per_second=out["requests_per_second"], cpu_us=(server.cpu_seconds() - cpu0) * 1e6 / max(out["ok"], 1))
 
 
 def median_of(rounds, key):
@@ -391,6 +406,7 @@ def main():
         report,
         f"| CalculateStream vs unary (calcmesh bench, 256 in flight: 4 streams × 64 vs 256 calls) | {extra['stream_rps']:,.0f} msgs/s vs {extra['unary_rps']:,.0f} calls/s = {extra['stream_rps'] / extra['unary_rps']:.2f}× |\n| --- | --- |\n"
         f"| mutual TLS vs plaintext (calcmesh bench, 256 calls in flight, one connection) | {extra['mtls_rps']:,.0f} vs {extra['unary_rps']:,.0f} calls/s = {extra['mtls_rps'] / extra['unary_rps']:.2f}× |\n"
+        f"| new mutual-TLS connections (a handshake and one call each, 4 at a time): calcmesh vs grpc-go (GOMAXPROCS=1) | {extra['handshakes']['calcmesh']['per_second']:,.0f} vs {extra['handshakes']['grpc-go']['per_second']:,.0f} per second = {extra['handshakes']['calcmesh']['per_second'] / extra['handshakes']['grpc-go']['per_second']:.2f}×; server CPU {extra['handshakes']['calcmesh']['cpu_us']:,.0f} vs {extra['handshakes']['grpc-go']['cpu_us']:,.0f} µs each = {extra['handshakes']['calcmesh']['cpu_us'] / extra['handshakes']['grpc-go']['cpu_us']:.2f}× |\n"
         f"| evaluator's extra latency (p50, `10 * 5` via Evaluate vs Calculate direct) | {extra['evaluate_p50_us'] - extra['direct_p50_us']:.0f} µs ({extra['evaluate_p50_us']} vs {extra['direct_p50_us']} µs) |",
     ])
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -18,7 +18,7 @@ use calcmesh_proto::calculator::Request;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_proto::evaluator::EvaluateRequest;
 use calcmesh_proto::evaluator::evaluator_client::EvaluatorClient;
-use calcmesh_runtime::MeshChannel;
+use calcmesh_runtime::{ClientConfig, MeshChannel};
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -165,9 +165,43 @@ async fn start_at(due: Instant) -> Instant {
     }
 }
 
-async fn worker(mut caller: Caller, plan: Arc<Plan>) -> Tally {
+/// How a worker gets a channel for a call: made once, or (`--new-connection`) afresh for each
+/// call, so that each call makes its own connection.
+enum Channels {
+    Shared(Caller),
+    PerCall {
+        make: Box<dyn Fn() -> anyhow::Result<Caller> + Send>,
+        /// The last call's; replacing it closes its connection.
+        last: Option<Caller>,
+    },
+}
+
+impl Channels {
+    fn caller(&mut self) -> anyhow::Result<&mut Caller> {
+        match self {
+            Channels::Shared(caller) => Ok(caller),
+            Channels::PerCall { make, last } => Ok(last.insert(make()?)),
+        }
+    }
+}
+
+/// A new channel, and so a new connection, for every call of `rpc`.
+fn per_call_channels(args: &BenchArgs, config: &ClientConfig, rpc: BenchRpc) -> Channels {
+    let (target, config) = (args.client.target.clone(), config.clone());
+    let (expression, timeout) = (args.expression.clone(), args.client.timeout.into());
+    Channels::PerCall {
+        make: Box::new(move || {
+            let channel = calcmesh_runtime::connect(&target, &config)?;
+            Ok(Caller::new(rpc, channel, &expression, timeout))
+        }),
+        last: None,
+    }
+}
+
+async fn worker(mut channels: Channels, plan: Arc<Plan>) -> anyhow::Result<Tally> {
     let mut tally = Tally::new();
     while let Some((k, due)) = plan.next() {
+        let caller = channels.caller()?;
         let from = start_at(due).await;
         let result = caller.call(k).await;
         let now = Instant::now();
@@ -185,7 +219,7 @@ async fn worker(mut caller: Caller, plan: Arc<Plan>) -> Tally {
             tally.record(now - from, code);
         }
     }
-    tally
+    Ok(tally)
 }
 
 /// One CalculateStream with up to `window` messages in flight: a sender task feeds it as the
@@ -282,8 +316,18 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.rps.is_none_or(|r| r > 0.0 && r.is_finite()),
         "--rps must be a positive number"
     );
+    anyhow::ensure!(
+        !(args.new_connection && matches!(args.rpc, BenchRpc::CalculateStream)),
+        "--new-connection makes one connection per call; calculate-stream keeps its streams open"
+    );
     let config = args.client.config()?;
-    let channels = (0..args.connections)
+    // With --new-connection every call makes its own.
+    let shared = if args.new_connection {
+        0
+    } else {
+        args.connections
+    };
+    let channels = (0..shared)
         .map(|_| calcmesh_runtime::connect(&args.client.target, &config))
         .collect::<Result<Vec<_>, _>>()?;
     let warmup: Duration = args.warmup.into();
@@ -302,15 +346,19 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     });
     let workers: Vec<_> = (0..args.concurrency)
         .map(|i| {
-            let (channel, plan) = (channels[i % channels.len()].clone(), plan.clone());
+            let plan = plan.clone();
+            let shared = || channels[i % channels.len()].clone();
             match args.rpc {
                 BenchRpc::CalculateStream => {
-                    tokio::spawn(stream_worker(channel, plan, args.pipeline.max(1)))
+                    tokio::spawn(stream_worker(shared(), plan, args.pipeline.max(1)))
+                }
+                rpc if args.new_connection => {
+                    tokio::spawn(worker(per_call_channels(&args, &config, rpc), plan))
                 }
                 rpc => {
                     let timeout = args.client.timeout.into();
-                    let caller = Caller::new(rpc, channel, &args.expression, timeout);
-                    tokio::spawn(async move { Ok(worker(caller, plan).await) })
+                    let caller = Caller::new(rpc, shared(), &args.expression, timeout);
+                    tokio::spawn(worker(Channels::Shared(caller), plan))
                 }
             }
         })
@@ -367,6 +415,7 @@ fn json_report(args: &BenchArgs, total: &Tally, elapsed: Duration) -> serde_json
         "rpc": args.rpc.name(),
         "concurrency": args.concurrency,
         "connections": args.connections,
+        "new_connection_per_call": args.new_connection,
         "seconds": elapsed.as_secs_f64(),
         "requests": measured,
         "ok": ok,
@@ -388,12 +437,16 @@ fn print_report(args: &BenchArgs, total: &Tally, elapsed: Duration, warmup: Dura
         || "closed loop".to_owned(),
         |r| format!("open loop at {r}/s"),
     );
+    let connections = if args.new_connection {
+        "a new connection per call".to_owned()
+    } else {
+        format!("{} connection(s)", args.connections)
+    };
     say!(
-        "{} {} · {} concurrent on {} connection(s) · {mode} · {:.1} s measured after {:?} warm-up",
+        "{} {} · {} concurrent on {connections} · {mode} · {:.1} s measured after {:?} warm-up",
         args.rpc.name(),
         args.client.target,
         args.concurrency,
-        args.connections,
         elapsed.as_secs_f64(),
         warmup
     );

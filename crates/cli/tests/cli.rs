@@ -266,3 +266,42 @@ async fn a_closed_stdout_ends_a_command_quietly() {
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `bench --new-connection`: every call on a connection of its own, as the server counts them.
+#[tokio::test]
+async fn bench_with_a_new_connection_per_call() {
+    let service = calcmesh_calculator::CalculatorService::new();
+    let config = calcmesh_runtime::ServerConfig::default();
+    let server =
+        calcmesh_testkit::Running::start(calcmesh_calculator::mesh_server(&config, service));
+    let addr = server.addr.to_string();
+    let args = ["bench", "--target", &addr, "--new-connection", "-c", "2"];
+    let fixed = ["-n", "20", "--warmup", "0s", "--json"];
+    let out = calcmesh(&[&args[..], &fixed[..]].concat(), "").await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["ok"].as_u64(), Some(20), "{report}");
+    assert_eq!(report["new_connection_per_call"], true, "{report}");
+    assert_eq!(server.stats.connections_accepted(), 20);
+    let stream = calcmesh(
+        &[
+            "bench",
+            "--target",
+            &addr,
+            "--new-connection",
+            "--rpc",
+            "calculate-stream",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(stream.code, Some(1));
+    assert!(
+        stream
+            .stderr
+            .contains("--new-connection makes one connection per call"),
+        "{}",
+        stream.stderr
+    );
+    server.stop().await;
+}

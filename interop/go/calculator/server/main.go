@@ -4,10 +4,13 @@
 // gracefully.
 //
 //	calc-server [-host 127.0.0.1] [-port 50051]
+//	calc-server -port 0 -tls-cert calculator.pem -tls-key calculator.key [-client-ca ca.pem]   # TLS; mutual with -client-ca
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +29,7 @@ import (
 	pb "calcmesh.invalid/interop/go/calculator/calculatorpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip" // reads gzip requests, as every other peer does
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -290,20 +294,56 @@ func (calculator) RunningSummary(stream pb.Calculator_RunningSummaryServer) erro
 	}
 }
 
+// serverTLS is TLS with certFile and keyFile, requiring a client certificate signed by clientCA
+// when it is given (mutual TLS).
+func serverTLS(certFile, keyFile, clientCA string) (credentials.TransportCredentials, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	config := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", clientCA)
+		}
+		config.ClientCAs = pool
+		config.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(config), nil
+}
+
 func main() {
 	host := flag.String("host", "127.0.0.1", "address to bind")
 	port := flag.Int("port", 50051, "port to bind; 0 picks a free one")
 	minTime := flag.Duration("keepalive-min-time", 5*time.Minute, "least time between a client's pings (grpc-go's keepalive enforcement); sooner, three times, is GOAWAY too_many_pings")
 	permit := flag.Bool("keepalive-permit-without-stream", false, "let clients ping while no call is open")
+	certFile := flag.String("tls-cert", "", "serve TLS with this certificate (PEM); needs -tls-key")
+	keyFile := flag.String("tls-key", "", "the private key of -tls-cert (PEM)")
+	clientCA := flag.String("client-ca", "", "mutual TLS: require a client certificate signed by this CA (PEM)")
 	flag.Parse()
 	listener, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
-	server := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+	options := []grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 		MinTime:             *minTime,
 		PermitWithoutStream: *permit,
-	}))
+	})}
+	if *certFile != "" || *keyFile != "" {
+		creds, err := serverTLS(*certFile, *keyFile, *clientCA)
+		if err != nil {
+			log.Fatalf("tls: %v", err)
+		}
+		options = append(options, grpc.Creds(creds))
+	} else if *clientCA != "" {
+		log.Fatalf("-client-ca needs -tls-cert and -tls-key")
+	}
+	server := grpc.NewServer(options...)
 	pb.RegisterCalculatorServer(server, calculator{})
 	fmt.Printf("listening on %s\n", listener.Addr())
 	os.Stdout.Sync()
