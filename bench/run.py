@@ -190,7 +190,7 @@ def crowd_figures(name, cmd, body, seconds):
     has no freed memory to hand them), then requests/s with them open and after they close."""
     s = Server(name, cmd)
     try:
-        time.sleep(0.5)
+        time.sleep(0.5)  # as in measure(): start-up allocations settle before RSS is read
         crowd = Crowd(s)
         load = lambda: parse_rate(h2load(s.addr, body, "-c", "4", "-m", "64", "-D", str(seconds)))[0]  # noqa: E731
         try:

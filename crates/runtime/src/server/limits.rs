@@ -230,6 +230,13 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_prefix_says_how_many_whole_messages_came_before_it_in_the_chunk() {
+        let stream: Vec<u8> = [message(2), message(1), message(11)].concat();
+        let err = FrameScanner::default().scan(&stream, 10).unwrap_err();
+        assert_eq!((err.before, err.prefix_start, err.len), (2, 13, 11));
+    }
+
+    #[test]
     fn byte_at_a_time() {
         let mut s = FrameScanner::default();
         let mut messages = 0;
