@@ -41,8 +41,11 @@ struct Calculators {
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // Handlers first: a signal from here on drains instead of killing the process.
     let signal = shutdown::signal();
+    // channelz on every server: the evaluator's channelz answers for the whole process, and a
+    // server counts its connections only when channelz is served.
     let config = ServerConfig {
         grace_period: args.grace_period.into(),
+        channelz: true,
         ..ServerConfig::default()
     };
     let tls = match args.no_tls {
@@ -75,7 +78,6 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         grpc_web: Some(GrpcWeb {
             allow_origins: vec![format!("http://{evaluator_admin}")],
         }),
-        channelz: true,
         ..config.clone()
     };
     let evaluator = evaluator_server(&web_config, channel.clone(), args.limits.config());

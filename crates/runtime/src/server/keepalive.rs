@@ -10,7 +10,6 @@
 //! open and `permit_without_calls` off, sooner than two hours after it. Sending data or headers
 //! forgives the strikes, and the third strike closes the connection, as in grpc-go.
 
-use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -50,12 +49,13 @@ impl Default for PingPolicy {
 const IDLE_PING_TIME: Duration = Duration::from_secs(2 * 60 * 60);
 /// Strikes forgiven; one more closes the connection (grpc-go's `maxPingStrikes`).
 const MAX_STRIKES: u32 = 2;
-/// The policy's view of one connection, and its channelz numbers.
+/// The policy's view of one connection, and its channelz numbers (when channelz is served).
 #[derive(Debug)]
 struct Referee {
     policy: PingPolicy,
-    stats: Arc<SocketStats>,
-    open: HashSet<u32>,
+    stats: Option<Arc<SocketStats>>,
+    /// Streams open (FNV: hashed twice per call).
+    open: fnv::FnvHashSet<u32>,
     last_stream: u32,
     last_ping: Option<Instant>,
     strikes: u32,
@@ -68,7 +68,9 @@ impl Referee {
             HEADERS if frame.stream > self.last_stream => {
                 self.last_stream = frame.stream;
                 self.open.insert(frame.stream);
-                self.stats.stream_opened(false);
+                if let Some(stats) = &self.stats {
+                    stats.stream_opened(false);
+                }
             }
             RST_STREAM => self.ended(frame.stream, false),
             PING if frame.flags & ACK == 0 => return self.ping(Instant::now()),
@@ -92,8 +94,10 @@ impl Referee {
 
     /// A call ended: with END_STREAM from the server (`ok`, as channelz counts it), or reset.
     fn ended(&mut self, stream: u32, ok: bool) {
-        if self.open.remove(&stream) {
-            self.stats.stream_ended(ok);
+        if self.open.remove(&stream)
+            && let Some(stats) = &self.stats
+        {
+            stats.stream_ended(ok);
         }
     }
 
@@ -135,13 +139,14 @@ pin_project_lite::pin_project! {
 }
 
 impl<T> Policed<T> {
-    pub(crate) fn new(inner: T, policy: PingPolicy, stats: Arc<SocketStats>) -> Self {
+    /// Polices `inner`; counts into `stats` for channelz, if given.
+    pub(crate) fn new(inner: T, policy: PingPolicy, stats: Option<Arc<SocketStats>>) -> Self {
         Self {
             inner,
             referee: Referee {
                 policy,
                 stats,
-                open: HashSet::new(),
+                open: fnv::FnvHashSet::default(),
                 last_stream: 0,
                 last_ping: None,
                 strikes: 0,
@@ -301,7 +306,7 @@ where
 
     fn connect_info(&self) -> PeerInfo {
         PeerInfo {
-            socket: Some(self.referee.stats.clone()),
+            socket: self.referee.stats.clone(),
             ..self.inner.connect_info()
         }
     }
@@ -318,8 +323,8 @@ mod tests {
                 min_time: Duration::from_secs(min_time),
                 permit_without_calls,
             },
-            stats: SocketStats::register(None, None, None),
-            open: HashSet::new(),
+            stats: Some(SocketStats::register(None, None, None)),
+            open: fnv::FnvHashSet::default(),
             last_stream: 0,
             last_ping: None,
             strikes: 0,
@@ -390,7 +395,7 @@ mod tests {
         r.server_sent(frame(HEADERS, END_STREAM, 1));
         r.client_sent(frame(RST_STREAM, 0, 1));
         r.client_sent(frame(RST_STREAM, 0, 3));
-        let s = r.stats.snapshot();
+        let s = r.stats.as_ref().unwrap().snapshot();
         assert_eq!(
             (s.streams_started, s.streams_succeeded, s.streams_failed),
             (2, 1, 1),
@@ -406,7 +411,7 @@ mod tests {
         let mut policed = Policed::new(
             server,
             PingPolicy::default(),
-            SocketStats::register(None, None, None),
+            Some(SocketStats::register(None, None, None)),
         );
         let mut sent = b"POST /calculator.Calculator/Calculate HTTP/1.1\r\n\r\n".to_vec();
         for i in 0..5u8 {

@@ -90,7 +90,8 @@ pub struct ServerConfig {
     pub grpc_web: Option<web::GrpcWeb>,
     /// Serve `grpc.channelz.v1.Channelz`: this process's servers, channels and connections
     /// (see [`crate::channelz`]). Under an authorisation policy, only the identities it allows
-    /// `/grpc.channelz.v1.Channelz/` may call it. Default: off.
+    /// `/grpc.channelz.v1.Channelz/` may call it. Only then does the server count its
+    /// connections (sockets) for channelz: off, a connection costs nothing for it. Default: off.
     pub channelz: bool,
 }
 
@@ -322,7 +323,9 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        let incoming = accept(listener, &config, stats, Some(channelz.entry.clone()));
+        // Sockets are counted for channelz only when it is served: nobody else reads them.
+        let sockets = config.channelz.then(|| channelz.entry.clone());
+        let incoming = accept(listener, &config, stats, sockets);
         let advertise = config
             .advertise
             .clone()
@@ -490,10 +493,11 @@ fn accept(
             let policed = {
                 let channelz = channelz.clone();
                 move |conn: Conn| {
-                    let socket = conn.register_socket();
-                    if let Some(server) = &channelz {
+                    let socket = channelz.as_ref().map(|server| {
+                        let socket = conn.register_socket();
                         server.accepted(&socket);
-                    }
+                        socket
+                    });
                     Policed::new(Preface::new(conn, deadline), pings, socket)
                 }
             };
