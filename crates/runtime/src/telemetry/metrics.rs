@@ -477,7 +477,7 @@ impl Call {
                 inner: body,
                 scanner: FrameScanner::default(),
                 messages,
-                socket: socket.map(|s| (s, true)),
+                socket,
                 call: Some(self),
                 trace,
             })
@@ -648,8 +648,8 @@ pin_project_lite::pin_project! {
         inner: Body,
         scanner: FrameScanner,
         messages: Counter,
-        // The server connection's channelz numbers, and whether these messages are sent.
-        socket: Option<(Arc<SocketStats>, bool)>,
+        // The server connection's channelz numbers (a response: these messages are sent).
+        socket: Option<Arc<SocketStats>>,
         call: Option<Call>,
         trace: Option<TraceContext>,
     }
@@ -682,8 +682,8 @@ impl HttpBody for MeteredBody {
                 if let Some(data) = frame.data_ref() {
                     let n = this.scanner.scan(data.chunk(), usize::MAX).unwrap_or(0) as u64;
                     this.messages.inc_by(n);
-                    if let (Some((socket, sent)), 1..) = (this.socket.as_ref(), n) {
-                        socket.messages(*sent, n);
+                    if let (Some(socket), 1..) = (this.socket.as_ref(), n) {
+                        socket.messages(true, n);
                     }
                 } else if let (Some(trailers), Some(call)) =
                     (frame.trailers_ref(), this.call.as_mut())
