@@ -17,6 +17,7 @@ pub mod fault;
 pub mod health;
 pub mod keepalive;
 pub mod limits;
+mod routes;
 pub mod web;
 
 use std::convert::Infallible;
@@ -31,7 +32,6 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
 use tonic::server::NamedService;
-use tonic::service::RoutesBuilder;
 
 use crate::channelz::registry::ServerEntry;
 use crate::server::authz::{AuthzLayer, AuthzPolicy};
@@ -39,6 +39,7 @@ use crate::server::fault::FaultLayer;
 use crate::server::health::HealthState;
 use crate::server::keepalive::Policed;
 use crate::server::limits::MessageSizeLimitLayer;
+use crate::server::routes::RoutesBuilder;
 use crate::telemetry::metrics::{RpcTelemetryLayer, ServerMetrics};
 use crate::tls::{Conn, ServerTls};
 
@@ -371,8 +372,7 @@ impl Server {
                     ),
             )
             .max_concurrent_streams(config.max_concurrent_streams)
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming, async {
+            .serve_with_incoming_shutdown(routes.build(), incoming, async {
                 // A dropped sender also means stop.
                 let _ = stop_rx.await;
             });
@@ -422,9 +422,10 @@ pub async fn serve_health(
         ..config.clone()
     };
     let incoming = accept(listener, &plaintext, Arc::default(), None);
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health.service());
     tonic::transport::Server::builder()
-        .add_service(health.service())
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(routes.build(), incoming, shutdown)
         .await?;
     Ok(())
 }

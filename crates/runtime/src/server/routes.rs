@@ -1,0 +1,153 @@
+//! Which service a call goes to: one hash lookup of the service name in the path
+//! (`/package.Service/Method`), then that service's future. This replaces tonic's `Routes`,
+//! which routes through axum: a path-pattern match, a URL-parameter extension, two body
+//! conversions and a cloned boxed service per call, none of which a gRPC path needs.
+//! An unknown service is UNIMPLEMENTED, named as grpc-go names it.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tower::ServiceExt;
+
+type Answer = Result<http::Response<Body>, Infallible>;
+type Handler =
+    Box<dyn Fn(http::Request<Body>) -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+
+/// The services a server serves, by full name. Cloned per call: one `Arc`.
+#[derive(Clone, Default)]
+pub(crate) struct Routes {
+    services: Arc<HashMap<&'static str, Handler, fnv::FnvBuildHasher>>,
+}
+
+/// Collects services before serving.
+#[derive(Default)]
+pub(crate) struct RoutesBuilder {
+    services: HashMap<&'static str, Handler, fnv::FnvBuildHasher>,
+}
+
+impl std::fmt::Debug for RoutesBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.services.keys()).finish()
+    }
+}
+
+impl RoutesBuilder {
+    /// Adds `service` under its [`NamedService::NAME`]; a later one of the same name replaces it.
+    pub(crate) fn add_service<S>(&mut self, service: S) -> &mut Self
+    where
+        S: tower_service::Service<
+                http::Request<Body>,
+                Response = http::Response<Body>,
+                Error = Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let handler: Handler = Box::new(move |request| Box::pin(service.clone().oneshot(request)));
+        self.services.insert(S::NAME, handler);
+        self
+    }
+
+    /// The routes, ready to serve.
+    pub(crate) fn build(self) -> Routes {
+        Routes {
+            services: Arc::new(self.services),
+        }
+    }
+}
+
+impl Routes {
+    fn route(&self, request: http::Request<Body>) -> RouteFuture {
+        let service = service_name(request.uri().path());
+        match service.and_then(|name| self.services.get(name)) {
+            Some(handler) => RouteFuture::Found(handler(request)),
+            None => RouteFuture::Unknown(Some(unknown(request.uri().path(), service))),
+        }
+    }
+}
+
+/// `package.Service` of `/package.Service/Method`; `None` for any other shape.
+fn service_name(path: &str) -> Option<&str> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/')).then_some(service)
+}
+
+/// UNIMPLEMENTED, saying what was not found.
+fn unknown(path: &str, service: Option<&str>) -> http::Response<Body> {
+    let message = match service {
+        Some(name) => format!("unknown service {name}"),
+        None => format!("malformed method name: {path:?}"),
+    };
+    tonic::Status::unimplemented(message).into_http()
+}
+
+impl tower_service::Service<http::Request<Body>> for Routes {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = RouteFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> RouteFuture {
+        self.route(request)
+    }
+}
+
+/// A routed call: the service's future, or the answer for an unknown one.
+pub(crate) enum RouteFuture {
+    Found(Pin<Box<dyn Future<Output = Answer> + Send>>),
+    Unknown(Option<http::Response<Body>>),
+}
+
+impl Future for RouteFuture {
+    type Output = Answer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        match self.get_mut() {
+            RouteFuture::Found(future) => future.as_mut().poll(cx),
+            RouteFuture::Unknown(answer) => Poll::Ready(Ok(answer
+                .take()
+                .expect("a RouteFuture is not polled after it is ready"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_is_the_first_path_segment() {
+        assert_eq!(
+            service_name("/calculator.Calculator/Calculate"),
+            Some("calculator.Calculator")
+        );
+        assert_eq!(service_name("/calculator.Calculator/"), None);
+        assert_eq!(service_name("//Calculate"), None);
+        assert_eq!(service_name("/calculator.Calculator"), None);
+        assert_eq!(service_name("/a/b/c"), None);
+        assert_eq!(service_name("calculator.Calculator/Calculate"), None);
+    }
+
+    #[test]
+    fn an_unknown_service_is_unimplemented_and_named() {
+        let answer = unknown("/no.Such/Thing", Some("no.Such"));
+        let status = tonic::Status::from_header_map(answer.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        assert_eq!(status.message(), "unknown service no.Such");
+        let malformed = unknown("/nothing", None);
+        let status = tonic::Status::from_header_map(malformed.headers()).unwrap();
+        assert_eq!(status.message(), "malformed method name: \"/nothing\"");
+    }
+}
