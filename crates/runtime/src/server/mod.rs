@@ -348,34 +348,44 @@ impl Server {
                 .max_connection_age(age)
                 .max_connection_age_grace(config.max_connection_age_grace);
         }
-        let web = config.grpc_web.as_ref().map(|web| {
-            tower::ServiceBuilder::new()
-                .layer(web::cors(web))
-                .layer(tonic_web::GrpcWebLayer::new())
-        });
-        let server = builder
-            .accept_http1(web.is_some())
-            .layer(
-                tower::ServiceBuilder::new()
-                    .option_layer(web)
-                    .layer(RpcTelemetryLayer::new(metrics.clone()))
-                    .layer(MessageSizeLimitLayer::new(
-                        config.max_message_size,
-                        config.compress_answers,
-                    ))
-                    .layer(endpoint_header)
-                    .layer(AuthzLayer::new(config.policy.clone()))
-                    // Only when there are faults: no layer, no cost per call.
-                    .option_layer(
-                        (!config.faults.is_empty())
-                            .then(|| FaultLayer::new(config.faults.clone(), faults)),
-                    ),
-            )
-            .max_concurrent_streams(config.max_concurrent_streams)
-            .serve_with_incoming_shutdown(routes.build(), incoming, async {
-                // A dropped sender also means stop.
-                let _ = stop_rx.await;
-            });
+        let calls = tower::ServiceBuilder::new()
+            .layer(RpcTelemetryLayer::new(metrics.clone()))
+            .layer(MessageSizeLimitLayer::new(
+                config.max_message_size,
+                config.compress_answers,
+            ))
+            .layer(endpoint_header)
+            .layer(AuthzLayer::new(config.policy.clone()))
+            // Only when there are faults: no layer, no cost per call.
+            .option_layer(
+                (!config.faults.is_empty()).then(|| FaultLayer::new(config.faults.clone(), faults)),
+            );
+        let builder = builder.max_concurrent_streams(config.max_concurrent_streams);
+        let routes = routes.build();
+        // A dropped sender also means stop.
+        let stopped = async {
+            let _ = stop_rx.await;
+        };
+        // gRPC-Web's layers only where it is served: as an optional layer their size (CORS's
+        // settings) would be in the stack's type, and copied with every call's clone of it.
+        let server = match &config.grpc_web {
+            Some(web) => futures_util::future::Either::Left(
+                builder
+                    .accept_http1(true)
+                    .layer(
+                        tower::ServiceBuilder::new()
+                            .layer(web::cors(web))
+                            .layer(tonic_web::GrpcWebLayer::new())
+                            .layer(calls),
+                    )
+                    .serve_with_incoming_shutdown(routes, incoming, stopped),
+            ),
+            None => futures_util::future::Either::Right(
+                builder
+                    .layer(calls)
+                    .serve_with_incoming_shutdown(routes, incoming, stopped),
+            ),
+        };
         let mut server = std::pin::pin!(server);
         tracing::debug!(%addr, "serving");
 

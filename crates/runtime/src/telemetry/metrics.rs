@@ -467,7 +467,10 @@ impl Call {
         trace: Option<TraceContext>,
         socket: Option<Arc<SocketStats>>,
     ) -> http::Response<Body> {
-        self.code = status_of(response.headers());
+        // Only a trailers-only response (no body) has its status in the headers.
+        if response.body().is_end_stream() {
+            self.code = status_of(response.headers());
+        }
         if let Some(code) = self.code {
             self.finish(code);
         }
