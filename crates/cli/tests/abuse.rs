@@ -378,6 +378,45 @@ async fn an_unknown_encoding_is_unimplemented_and_names_the_known_ones() {
     stops_cleanly(server).await;
 }
 
+/// The server holds a call to the caller's `grpc-timeout` itself. A gRPC library would enforce
+/// its own deadline first; here `h2` sends the header on a Summarize whose request stream never
+/// ends, so only the server's deadline can end the call.
+#[tokio::test]
+async fn the_server_answers_deadline_exceeded_once_the_callers_grpc_timeout_passes() {
+    let server = calculator().await;
+    let tcp = TcpStream::connect(&server.addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!(
+        "http://{}/calculator.Calculator/Summarize",
+        server.addr
+    ))
+    .header("te", "trailers")
+    .header("content-type", "application/grpc")
+    .header("grpc-timeout", "200m")
+    .body(())
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    // One number (`value = 1`), and the stream left open.
+    send.send_data(grpc_frame(b"\x09\x00\x00\x00\x00\x00\x00\xf0\x3f"), false)
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("no answer 10 s after a 200 ms deadline")
+        .unwrap();
+    let status = tonic::Status::from_header_map(response.headers()).unwrap();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "the caller's deadline (grpc-timeout 200ms) passed before the server answered"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    drop(send);
+    still_answers(&server.addr).await;
+    stops_cleanly(server).await;
+}
+
 /// The most memory the process has held, from `/proc/PID/status` (VmHWM, in KiB).
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

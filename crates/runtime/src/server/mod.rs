@@ -18,6 +18,7 @@ pub mod health;
 pub mod keepalive;
 pub mod limits;
 mod routes;
+mod transport;
 pub mod web;
 
 use std::convert::Infallible;
@@ -145,9 +146,6 @@ pub enum ServeError {
     /// The reflection service could not be built from the registered descriptors.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The transport failed.
-    #[error("gRPC transport failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
     /// The listener failed.
     #[error("listener failed: {0}")]
     Io(#[from] std::io::Error),
@@ -294,7 +292,7 @@ impl Server {
     /// [`ServerConfig::grace_period`] to finish before the remaining connections are closed.
     ///
     /// # Errors
-    /// The reflection descriptors are invalid, or the transport fails.
+    /// The reflection descriptors are invalid, or the address is not allowed ([`check_listen`](Self::check_listen)).
     pub async fn serve(
         mut self,
         listener: TcpListener,
@@ -342,12 +340,6 @@ impl Server {
                 response
             });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(age) = config.max_connection_age {
-            builder = builder
-                .max_connection_age(age)
-                .max_connection_age_grace(config.max_connection_age_grace);
-        }
         let calls = tower::ServiceBuilder::new()
             .layer(RpcTelemetryLayer::new(metrics.clone()))
             .layer(MessageSizeLimitLayer::new(
@@ -359,9 +351,15 @@ impl Server {
             // Only when there are faults: no layer, no cost per call.
             .option_layer(
                 (!config.faults.is_empty()).then(|| FaultLayer::new(config.faults.clone(), faults)),
-            );
-        let builder = builder.max_concurrent_streams(config.max_concurrent_streams);
-        let routes = routes.build();
+            )
+            .service(routes.build());
+        let settings = transport::Settings {
+            max_concurrent_streams: config.max_concurrent_streams,
+            max_connection_age: config
+                .max_connection_age
+                .map(|age| (age, config.max_connection_age_grace)),
+            http1: config.grpc_web.is_some(),
+        };
         // A dropped sender also means stop.
         let stopped = async {
             let _ = stop_rx.await;
@@ -369,28 +367,24 @@ impl Server {
         // gRPC-Web's layers only where it is served: as an optional layer their size (CORS's
         // settings) would be in the stack's type, and copied with every call's clone of it.
         let server = match &config.grpc_web {
-            Some(web) => futures_util::future::Either::Left(
-                builder
-                    .accept_http1(true)
-                    .layer(
-                        tower::ServiceBuilder::new()
-                            .layer(web::cors(web))
-                            .layer(tonic_web::GrpcWebLayer::new())
-                            .layer(calls),
-                    )
-                    .serve_with_incoming_shutdown(routes, incoming, stopped),
-            ),
-            None => futures_util::future::Either::Right(
-                builder
-                    .layer(calls)
-                    .serve_with_incoming_shutdown(routes, incoming, stopped),
-            ),
+            Some(web) => futures_util::future::Either::Left(transport::serve(
+                settings,
+                tower::ServiceBuilder::new()
+                    .layer(web::cors(web))
+                    .layer(tonic_web::GrpcWebLayer::new())
+                    .service(calls),
+                incoming,
+                stopped,
+            )),
+            None => futures_util::future::Either::Right(transport::serve(
+                settings, calls, incoming, stopped,
+            )),
         };
         let mut server = std::pin::pin!(server);
         tracing::debug!(%addr, "serving");
 
         tokio::select! {
-            result = &mut server => return result.map_err(ServeError::from),
+            () = &mut server => return Ok(()),
             () = shutdown => {}
         }
         let grace = config.grace_period;
@@ -400,8 +394,7 @@ impl Server {
         let _ = stop_tx.send(());
         let started = Instant::now();
         match tokio::time::timeout(grace, server).await {
-            Ok(result) => {
-                result?;
+            Ok(()) => {
                 tracing::info!(%addr, elapsed = ?started.elapsed(), in_flight_at_start = in_flight, "drained: every connection closed");
             }
             Err(_) => {
@@ -420,7 +413,7 @@ impl Server {
 /// handshake timeout), without its TLS.
 ///
 /// # Errors
-/// The transport fails.
+/// None so far: failed connections are logged and dropped. A `Result`, like [`Server::serve`].
 pub async fn serve_health(
     health: HealthState,
     listener: TcpListener,
@@ -434,9 +427,12 @@ pub async fn serve_health(
     let incoming = accept(listener, &plaintext, Arc::default(), None);
     let mut routes = RoutesBuilder::default();
     routes.add_service(health.service());
-    tonic::transport::Server::builder()
-        .serve_with_incoming_shutdown(routes.build(), incoming, shutdown)
-        .await?;
+    let settings = transport::Settings {
+        max_concurrent_streams: config.max_concurrent_streams,
+        max_connection_age: None,
+        http1: false,
+    };
+    transport::serve(settings, routes.build(), incoming, shutdown).await;
     Ok(())
 }
 

@@ -1,0 +1,242 @@
+//! Serving accepted connections: hyper's HTTP/2 on each (HTTP/1.1 too where gRPC-Web is
+//! served), and for each request the server's stack, given the caller's [`PeerInfo`] and held to
+//! the caller's `grpc-timeout`.
+//!
+//! This is what tonic's `Server` did for calcmesh, without what calcmesh never used of it: per
+//! call, tonic boxed a clone of the whole stack and wrapped it in four more services (error
+//! recovery, load shedding, a concurrency limit, the timeout), and it read every connection
+//! through a rewindable buffer to tell HTTP/1 from HTTP/2 even where only HTTP/2 is served.
+//! Here a call clones the stack (a few `Arc`s) and adds one future, and a gRPC-only server
+//! speaks HTTP/2 to the socket directly.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_stream::{Stream, StreamExt};
+use tonic::body::Body;
+use tonic::transport::server::Connected;
+use tower::ServiceExt;
+
+use crate::tls::PeerInfo;
+
+/// How connections are served.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// Concurrent streams allowed on one connection (HTTP/2 SETTINGS).
+    pub max_concurrent_streams: u32,
+    /// After this long a connection is sent GOAWAY; after `.1` more, closed.
+    pub max_connection_age: Option<(Duration, Duration)>,
+    /// HTTP/1.1 as well as HTTP/2 (gRPC-Web).
+    pub http1: bool,
+}
+
+/// Serves each connection `incoming` yields with `stack` until `stop` completes; then stops
+/// taking connections (dropping `incoming`), sends every connection a GOAWAY, and returns once
+/// all have closed. Dropping the returned future closes the connections still open.
+pub(crate) async fn serve<S, IO>(
+    settings: Settings,
+    stack: S,
+    incoming: impl Stream<Item = std::io::Result<IO>>,
+    stop: impl Future<Output = ()>,
+) where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + Connected<ConnectInfo = PeerInfo>
+        + Unpin
+        + Send
+        + 'static,
+{
+    let (drain, draining) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    {
+        let (mut incoming, mut stop) = (pin!(incoming), pin!(stop));
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                accepted = incoming.next() => match accepted {
+                    Some(Ok(io)) => {
+                        let calls = Calls { peer: io.connect_info(), stack: stack.clone() };
+                        connections.spawn(connection(settings, io, calls, draining.clone()));
+                    }
+                    Some(Err(err)) => tracing::debug!(%err, "accepting a connection failed"),
+                    None => break,
+                },
+                // Reap connections as they close.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    }
+    let _ = drain.send(true);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection until it closes: on a drain, or at its maximum age, it is sent a GOAWAY
+/// and its calls may finish (after its age, for at most the grace that follows it).
+async fn connection<IO, S>(
+    settings: Settings,
+    io: IO,
+    calls: Calls<S>,
+    draining: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    Calls<S>: hyper::service::Service<
+            http::Request<Incoming>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    <Calls<S> as hyper::service::Service<http::Request<Incoming>>>::Future: Send + 'static,
+{
+    let io = TokioIo::new(io);
+    if settings.http1 {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(settings.max_concurrent_streams);
+        let conn = builder.serve_connection(io, calls);
+        drive(conn, draining, settings.max_connection_age).await;
+    } else {
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(settings.max_concurrent_streams)
+            .serve_connection(io, calls);
+        drive(conn, draining, settings.max_connection_age).await;
+    }
+}
+
+/// Runs `conn` to its end, shutting it down gracefully on a drain or at its maximum age.
+async fn drive<C>(
+    conn: C,
+    mut draining: watch::Receiver<bool>,
+    max_age: Option<(Duration, Duration)>,
+) where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let mut conn = pin!(conn);
+    let aged = async {
+        match max_age {
+            Some((age, _)) => tokio::time::sleep(age).await,
+            None => std::future::pending().await,
+        }
+    };
+    let grace = tokio::select! {
+        result = conn.as_mut() => return closed(result),
+        () = aged => {
+            tracing::debug!("max connection age reached: GOAWAY");
+            max_age.map(|(_, grace)| grace)
+        }
+        // A dropped sender is a drain too.
+        _ = draining.wait_for(|draining| *draining) => None,
+    };
+    conn.as_mut().graceful_shutdown();
+    let closing = async {
+        match grace {
+            Some(grace) => tokio::time::sleep(grace).await,
+            // A drain's grace is the server's to bound.
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = conn => closed(result),
+        () = closing => tracing::debug!("closing a connection whose calls outlived its age's grace"),
+    }
+}
+
+fn closed<E: std::fmt::Display>(result: Result<(), E>) {
+    if let Err(err) = result {
+        tracing::debug!(%err, "connection ended with an error");
+    }
+}
+
+/// A connection's calls: each request, with the connection's peer in its extensions, goes to a
+/// clone of the stack.
+#[derive(Clone)]
+struct Calls<S> {
+    peer: PeerInfo,
+    stack: S,
+}
+
+impl<S> hyper::service::Service<http::Request<Incoming>> for Calls<S>
+where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Deadline<tower::util::Oneshot<S, http::Request<Body>>>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(self.peer.clone());
+        let timeout = request
+            .headers()
+            .get(&GRPC_TIMEOUT)
+            .and_then(|value| value.to_str().ok())
+            .and_then(crate::deadline::parse_timeout);
+        Deadline {
+            inner: self.stack.clone().oneshot(request),
+            timeout,
+            expires: timeout.map(tokio::time::sleep),
+        }
+    }
+}
+
+/// Parsed once, not at every lookup.
+static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+pin_project_lite::pin_project! {
+    /// A call held to the caller's deadline until its response headers: past it, the answer is
+    /// DEADLINE_EXCEEDED and the handler is dropped.
+    struct Deadline<F> {
+        #[pin]
+        inner: F,
+        timeout: Option<Duration>,
+        #[pin]
+        expires: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F> Future for Deadline<F>
+where
+    F: Future<Output = Result<http::Response<Body>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(answer) = this.inner.poll(cx) {
+            return Poll::Ready(answer);
+        }
+        let Some(expires) = this.expires.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        std::task::ready!(expires.poll(cx));
+        let status = tonic::Status::deadline_exceeded(format!(
+            "the caller's deadline (grpc-timeout {:?}) passed before the server answered",
+            this.timeout.unwrap_or_default()
+        ));
+        Poll::Ready(Ok(status.into_http()))
+    }
+}
