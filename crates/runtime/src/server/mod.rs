@@ -17,6 +17,7 @@ pub mod fault;
 pub mod health;
 pub mod keepalive;
 pub mod limits;
+mod ready;
 mod routes;
 mod transport;
 pub mod web;

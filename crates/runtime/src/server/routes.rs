@@ -11,13 +11,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::future::Either;
+use std::future::{Ready, ready};
 use tonic::body::Body;
 use tonic::server::NamedService;
-use tower::ServiceExt;
+
+use crate::server::ready::{call_now, not_ready};
 
 type Answer = Result<http::Response<Body>, Infallible>;
-type Handler =
-    Box<dyn Fn(http::Request<Body>) -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+type BoxFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
+/// A service's call, `None` when the service is not ready.
+type Handler = Box<dyn Fn(http::Request<Body>) -> Option<BoxFuture> + Send + Sync>;
 
 /// The services a server serves, by full name. Cloned per call: one `Arc`.
 #[derive(Clone, Default)]
@@ -52,7 +56,10 @@ impl RoutesBuilder {
             + 'static,
         S::Future: Send + 'static,
     {
-        let handler: Handler = Box::new(move |request| Box::pin(service.clone().oneshot(request)));
+        let handler: Handler = Box::new(move |request| {
+            let future = call_now(&mut service.clone(), request)?;
+            Some(Box::pin(future) as BoxFuture)
+        });
         self.services.insert(S::NAME, handler);
         self
     }
@@ -68,9 +75,12 @@ impl RoutesBuilder {
 impl Routes {
     fn route(&self, request: http::Request<Body>) -> RouteFuture {
         let service = service_name(request.uri().path());
-        match service.and_then(|name| self.services.get(name)) {
-            Some(handler) => RouteFuture::Found(handler(request)),
-            None => RouteFuture::Unknown(Some(unknown(request.uri().path(), service))),
+        let Some(handler) = service.and_then(|name| self.services.get(name)) else {
+            return Either::Right(ready(Ok(unknown(request.uri().path(), service))));
+        };
+        match handler(request) {
+            Some(future) => Either::Left(future),
+            None => Either::Right(ready(Ok(not_ready()))),
         }
     }
 }
@@ -107,24 +117,9 @@ impl tower_service::Service<http::Request<Body>> for Routes {
     }
 }
 
-/// A routed call: the service's future, or the answer for an unknown one.
-pub(crate) enum RouteFuture {
-    Found(Pin<Box<dyn Future<Output = Answer> + Send>>),
-    Unknown(Option<http::Response<Body>>),
-}
-
-impl Future for RouteFuture {
-    type Output = Answer;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
-        match self.get_mut() {
-            RouteFuture::Found(future) => future.as_mut().poll(cx),
-            RouteFuture::Unknown(answer) => Poll::Ready(Ok(answer
-                .take()
-                .expect("a RouteFuture is not polled after it is ready"))),
-        }
-    }
-}
+/// A routed call: the service's future, or the answer given here (an unknown service, or one
+/// not ready).
+pub(crate) type RouteFuture = Either<BoxFuture, Ready<Answer>>;
 
 #[cfg(test)]
 mod tests {

@@ -15,16 +15,18 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
+use std::future::Ready;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_stream::{Stream, StreamExt};
 use tonic::body::Body;
 use tonic::transport::server::Connected;
-use tower::ServiceExt;
 
+use crate::server::ready::{call_now, not_ready};
 use crate::tls::PeerInfo;
 
 /// How connections are served.
@@ -185,7 +187,7 @@ where
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = Deadline<tower::util::Oneshot<S, http::Request<Body>>>;
+    type Future = Deadline<Either<S::Future, Ready<Result<http::Response<Body>, Infallible>>>>;
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::new);
@@ -195,10 +197,14 @@ where
             .get(&GRPC_TIMEOUT)
             .and_then(|value| value.to_str().ok())
             .and_then(crate::deadline::parse_timeout);
+        let inner = match call_now(&mut self.stack.clone(), request) {
+            Some(future) => Either::Left(future),
+            None => Either::Right(std::future::ready(Ok(not_ready()))),
+        };
         Deadline {
-            inner: self.stack.clone().oneshot(request),
+            inner,
             timeout,
-            expires: timeout.map(tokio::time::sleep),
+            expires: timeout.map(|timeout| Box::pin(tokio::time::sleep(timeout))),
         }
     }
 }
@@ -213,8 +219,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         timeout: Option<Duration>,
-        #[pin]
-        expires: Option<tokio::time::Sleep>,
+        // Boxed: most calls have no deadline, and a `Sleep` would make every call's future larger.
+        expires: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
@@ -229,10 +235,10 @@ where
         if let Poll::Ready(answer) = this.inner.poll(cx) {
             return Poll::Ready(answer);
         }
-        let Some(expires) = this.expires.as_pin_mut() else {
+        let Some(expires) = this.expires.as_mut() else {
             return Poll::Pending;
         };
-        std::task::ready!(expires.poll(cx));
+        std::task::ready!(expires.as_mut().poll(cx));
         let status = tonic::Status::deadline_exceeded(format!(
             "the caller's deadline (grpc-timeout {:?}) passed before the server answered",
             this.timeout.unwrap_or_default()
