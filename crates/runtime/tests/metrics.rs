@@ -275,3 +275,43 @@ async fn readyz_fails_while_a_client_has_no_endpoint_that_takes_calls() {
         "the process is still alive"
     );
 }
+
+/// A client inventing method paths cannot grow the server's metrics without bound: past 64
+/// paths no descriptor describes, calls count under `other`, and every call is still counted.
+#[tokio::test]
+async fn invented_paths_share_one_other_series_after_the_first_64() {
+    use tower::ServiceExt;
+    let server = calculator();
+    let admin_addr = serve_admin(Admin::new().server(&server)).await;
+    let running = Running::start(server);
+    let channel = running.channel();
+    let invented = 200;
+    for i in 0..invented {
+        let request = http::Request::post(format!("http://calcmesh/invented.Service{i}/Method"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::empty())
+            .unwrap();
+        let response = channel.clone().oneshot(request).await.unwrap();
+        let status = tonic::Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    }
+    let (_, text) = http_get(&admin_addr, "/metrics").await;
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("grpc_server_started_total{") && l.contains("invented.Service"))
+        .count();
+    assert_eq!(
+        series, 64,
+        "one series each for the first 64 invented paths"
+    );
+    let other = sample(
+        &text,
+        "grpc_server_started_total",
+        &[("grpc_service", "other")],
+    );
+    assert_eq!(other, f64::from(invented - 64), "the rest counted as other");
+    tokio::time::timeout(Duration::from_secs(10), running.stop())
+        .await
+        .unwrap();
+}

@@ -157,6 +157,11 @@ pub struct MethodLatency {
 }
 
 /// The per-RPC families of one side (`server` or `client`).
+/// Paths that no descriptor describes (an unknown method, or a service registered without its
+/// descriptors) with metrics of their own; calls to any more are counted as method `other` of
+/// service `other`.
+pub(crate) const UNDESCRIBED_PATHS: usize = 64;
+
 pub(crate) struct RpcMetrics {
     pub(crate) registry: Registry,
     started: Family<MethodLabels, Counter>,
@@ -167,6 +172,8 @@ pub(crate) struct RpcMetrics {
     types: HashMap<String, &'static str>,
     /// By path, looked up on every call: FNV hashes a short path in a fraction of SipHash's time.
     methods: RwLock<fnv::FnvHashMap<String, Arc<MethodMetrics>>>,
+    /// Where calls go once [`UNDESCRIBED_PATHS`] paths have metrics of their own.
+    other: std::sync::OnceLock<Arc<MethodMetrics>>,
     totals: Arc<Totals>,
 }
 
@@ -212,6 +219,7 @@ impl RpcMetrics {
             seconds,
             types: method_types(descriptors),
             methods: RwLock::default(),
+            other: std::sync::OnceLock::new(),
             totals: Arc::default(),
         };
         let known: fnv::FnvHashMap<String, Arc<MethodMetrics>> = metrics
@@ -245,12 +253,20 @@ impl RpcMetrics {
         })
     }
 
-    /// The metrics of `path`: precomputed for described methods, made once otherwise.
+    /// The metrics of `path`: precomputed for described methods, made once for the first
+    /// [`UNDESCRIBED_PATHS`] others, and shared as `other` by any more (gRFC A66's rule), so that
+    /// a client inventing paths cannot grow the metrics without bound.
     fn method(&self, path: &str) -> Arc<MethodMetrics> {
         if let Some(m) = crate::sync::read(&self.methods).get(path) {
             return m.clone();
         }
         let mut methods = crate::sync::write(&self.methods);
+        if !methods.contains_key(path) && methods.len() >= self.types.len() + UNDESCRIBED_PATHS {
+            return self
+                .other
+                .get_or_init(|| self.resolve("/other/other"))
+                .clone();
+        }
         methods
             .entry(path.to_owned())
             .or_insert_with(|| self.resolve(path))
