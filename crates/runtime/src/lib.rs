@@ -40,6 +40,7 @@ pub mod deadline;
 pub mod error;
 pub mod framing;
 mod h2;
+mod headers;
 pub mod server;
 pub mod shutdown;
 mod sync;

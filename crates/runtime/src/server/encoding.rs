@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue};
 use tonic::body::Body;
 
 use crate::compression::{ACCEPTED, CompressAnswers, Compression};
+use crate::headers::find;
 
 // Parsed once, not on every call (a `&str` name is parsed at each lookup).
 static GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
@@ -20,14 +21,14 @@ pub(crate) fn admit(
     request: &mut http::Request<Body>,
     answers: CompressAnswers,
 ) -> Option<http::Response<Body>> {
-    let encoding = request
-        .headers()
-        .get(&GRPC_ENCODING)
+    let encoding = find(request.headers(), &GRPC_ENCODING)
         .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
     match encoding.as_deref() {
         _ if answers == CompressAnswers::WhenAccepted => known(encoding.as_deref()),
         None | Some("identity") => {
-            request.headers_mut().remove(&GRPC_ACCEPT_ENCODING);
+            if find(request.headers(), &GRPC_ACCEPT_ENCODING).is_some() {
+                request.headers_mut().remove(&GRPC_ACCEPT_ENCODING);
+            }
             None
         }
         Some(name) if Compression::is_accepted(name) => {
@@ -64,9 +65,7 @@ fn refuse(name: &str) -> Option<http::Response<Body>> {
 /// reads that one, so the answer comes back the way the request came (tonic would pick the
 /// first encoding of the client's list that it knows).
 fn answer_in(request: &mut http::Request<Body>, name: &str) {
-    let accepts = request
-        .headers()
-        .get(&GRPC_ACCEPT_ENCODING)
+    let accepts = find(request.headers(), &GRPC_ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|list| list.split(',').any(|e| e.trim() == name));
     if accepts && let Ok(value) = HeaderValue::from_str(name) {

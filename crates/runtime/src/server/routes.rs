@@ -1,10 +1,10 @@
-//! Which service a call goes to: one hash lookup of the service name in the path
-//! (`/package.Service/Method`), then that service's future. This replaces tonic's `Routes`,
+//! Which service a call goes to: the service name in the path (`/package.Service/Method`)
+//! compared with the few a server serves (lengths first, so mostly one string compared: cheaper
+//! than hashing the name), then that service's future. This replaces tonic's `Routes`,
 //! which routes through axum: a path-pattern match, a URL-parameter extension, two body
 //! conversions and a cloned boxed service per call, none of which a gRPC path needs.
 //! An unknown service is UNIMPLEMENTED, named as grpc-go names it.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,18 +26,20 @@ type Handler = Box<dyn Fn(http::Request<Body>) -> Option<BoxFuture> + Send + Syn
 /// The services a server serves, by full name. Cloned per call: one `Arc`.
 #[derive(Clone, Default)]
 pub(crate) struct Routes {
-    services: Arc<HashMap<&'static str, Handler, fnv::FnvBuildHasher>>,
+    services: Arc<[(&'static str, Handler)]>,
 }
 
 /// Collects services before serving.
 #[derive(Default)]
 pub(crate) struct RoutesBuilder {
-    services: HashMap<&'static str, Handler, fnv::FnvBuildHasher>,
+    services: Vec<(&'static str, Handler)>,
 }
 
 impl std::fmt::Debug for RoutesBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.services.keys()).finish()
+        f.debug_set()
+            .entries(self.services.iter().map(|(name, _)| name))
+            .finish()
     }
 }
 
@@ -60,14 +62,15 @@ impl RoutesBuilder {
             let future = call_now(&mut service.clone(), request)?;
             Some(Box::pin(future) as BoxFuture)
         });
-        self.services.insert(S::NAME, handler);
+        self.services.retain(|(name, _)| *name != S::NAME);
+        self.services.push((S::NAME, handler));
         self
     }
 
     /// The routes, ready to serve.
     pub(crate) fn build(self) -> Routes {
         Routes {
-            services: Arc::new(self.services),
+            services: self.services.into(),
         }
     }
 }
@@ -75,7 +78,11 @@ impl RoutesBuilder {
 impl Routes {
     fn route(&self, request: http::Request<Body>) -> RouteFuture {
         let service = service_name(request.uri().path());
-        let Some(handler) = service.and_then(|name| self.services.get(name)) else {
+        let handler = service.and_then(|wanted| {
+            let found = self.services.iter().find(|(name, _)| *name == wanted);
+            found.map(|(_, handler)| handler)
+        });
+        let Some(handler) = handler else {
             return Either::Right(ready(Ok(unknown(request.uri().path(), service))));
         };
         match handler(request) {

@@ -192,9 +192,7 @@ where
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.peer.clone());
-        let timeout = request
-            .headers()
-            .get(&GRPC_TIMEOUT)
+        let timeout = crate::headers::find(request.headers(), &GRPC_TIMEOUT)
             .and_then(|value| value.to_str().ok())
             .and_then(crate::deadline::parse_timeout);
         let inner = match call_now(&mut self.stack.clone(), request) {

@@ -170,7 +170,10 @@ pub(crate) struct RpcMetrics {
     sent: Family<MethodLabels, Counter>,
     seconds: Family<MethodLabels, Latency>,
     types: HashMap<String, &'static str>,
-    /// By path, looked up on every call: FNV hashes a short path in a fraction of SipHash's time.
+    /// The described methods', looked up on every call: compared in order (lengths first),
+    /// without a lock, which costs less than hashing the path.
+    described: Box<[(String, Arc<MethodMetrics>)]>,
+    /// Every path's (the described ones too), by path.
     methods: RwLock<fnv::FnvHashMap<String, Arc<MethodMetrics>>>,
     /// Where calls go once [`UNDESCRIBED_PATHS`] paths have metrics of their own.
     other: std::sync::OnceLock<Arc<MethodMetrics>>,
@@ -210,7 +213,7 @@ impl RpcMetrics {
             "Time from the start of an RPC to its status",
             seconds.clone(),
         );
-        let metrics = Self {
+        let mut metrics = Self {
             registry,
             started,
             handled,
@@ -218,16 +221,17 @@ impl RpcMetrics {
             sent,
             seconds,
             types: method_types(descriptors),
+            described: Box::default(),
             methods: RwLock::default(),
             other: std::sync::OnceLock::new(),
             totals: Arc::default(),
         };
-        let known: fnv::FnvHashMap<String, Arc<MethodMetrics>> = metrics
+        metrics.described = metrics
             .types
             .keys()
             .map(|path| (path.clone(), metrics.resolve(path)))
             .collect();
-        *crate::sync::write(&metrics.methods) = known;
+        *crate::sync::write(&metrics.methods) = metrics.described.iter().cloned().collect();
         metrics
     }
 
@@ -257,6 +261,9 @@ impl RpcMetrics {
     /// [`UNDESCRIBED_PATHS`] others, and shared as `other` by any more (gRFC A66's rule), so that
     /// a client inventing paths cannot grow the metrics without bound.
     fn method(&self, path: &str) -> Arc<MethodMetrics> {
+        if let Some((_, m)) = self.described.iter().find(|(known, _)| known == path) {
+            return m.clone();
+        }
         if let Some(m) = crate::sync::read(&self.methods).get(path) {
             return m.clone();
         }
@@ -516,8 +523,7 @@ impl Drop for Call {
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
-    let value = headers
-        .get(&GRPC_STATUS)?
+    let value = crate::headers::find(headers, &GRPC_STATUS)?
         .to_str()
         .ok()?
         .parse::<i32>()

@@ -85,8 +85,7 @@ impl TraceContext {
     /// The context a server span gets from the caller's `traceparent`: a child of the caller's
     /// span, or a new trace when the header is missing or invalid.
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
-        headers
-            .get(&TRACEPARENT_NAME)
+        crate::headers::find(headers, &TRACEPARENT_NAME)
             .and_then(|v| v.to_str().ok())
             .and_then(Self::parse)
             .map_or_else(Self::new_root, |parent| parent.child())
