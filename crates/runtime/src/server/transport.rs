@@ -140,7 +140,9 @@ async fn drive<C>(
             None => std::future::pending().await,
         }
     };
+    // Biased: the connection first, and no random branch order drawn at every wake-up.
     let grace = tokio::select! {
+        biased;
         result = conn.as_mut() => return closed(result),
         () = aged => {
             tracing::debug!("max connection age reached: GOAWAY");
@@ -158,6 +160,7 @@ async fn drive<C>(
         }
     };
     tokio::select! {
+        biased;
         result = conn => closed(result),
         () = closing => tracing::debug!("closing a connection whose calls outlived its age's grace"),
     }

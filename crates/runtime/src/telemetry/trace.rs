@@ -33,15 +33,30 @@ tokio::task_local! {
     static CURRENT: TraceContext;
 }
 
+// Drawn from the full range and drawn again on zero (once in 2^64): a range draw costs more.
 fn nonzero_u64() -> u64 {
-    fastrand::u64(1..)
+    loop {
+        let n = fastrand::u64(..);
+        if n != 0 {
+            return n;
+        }
+    }
+}
+
+fn nonzero_u128() -> u128 {
+    loop {
+        let n = fastrand::u128(..);
+        if n != 0 {
+            return n;
+        }
+    }
 }
 
 impl TraceContext {
     /// A new trace (sampled), for a call that came with none.
     pub fn new_root() -> Self {
         Self {
-            trace_id: fastrand::u128(1..),
+            trace_id: nonzero_u128(),
             span_id: nonzero_u64(),
             flags: 1,
         }
