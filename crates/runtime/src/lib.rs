@@ -59,5 +59,5 @@ pub use balance::{EndpointCounts, LbPolicy};
 pub use client::{ClientConfig, ClientError, MeshChannel, Target, connect};
 pub use health::HealthState;
 pub use server::{
-    ENDPOINT_HEADER, ServeError, Server, ServerConfig, ServerStats, bind, serve_health,
+    ENDPOINT_HEADER, GrpcService, ServeError, Server, ServerConfig, ServerStats, bind, serve_health,
 };

@@ -154,16 +154,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
-impl<S> tower_service::Service<http::Request<Body>> for Intercept<S>
-where
-    S: tower_service::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+impl<S: calcmesh_runtime::GrpcService> tower_service::Service<http::Request<Body>>
+    for Intercept<S>
 {
     type Response = http::Response<Body>;
     type Error = Infallible;

@@ -157,6 +157,33 @@ pub enum ServeError {
     Insecure(SocketAddr),
 }
 
+/// What a server serves and stacks: a service of HTTP requests with tonic bodies that answers
+/// every call (errors are gRPC statuses in the response), and can be cloned for each call.
+/// Every tonic service is one.
+pub trait GrpcService:
+    tower_service::Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Binds a TCP listener on `addr` with the configured backlog and `SO_REUSEADDR`.
 ///
 /// # Errors
@@ -228,16 +255,7 @@ impl Server {
     /// Adds a tonic service; its health status starts as SERVING under its full name.
     pub fn add_service<S>(mut self, service: S) -> Self
     where
-        S: tower_service::Service<
-                http::Request<Body>,
-                Response = http::Response<Body>,
-                Error = Infallible,
-            > + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
+        S: GrpcService + NamedService + Sync,
     {
         self.health.set_serving(S::NAME, true);
         self.routes.add_service(service);

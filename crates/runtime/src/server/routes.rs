@@ -16,6 +16,7 @@ use std::future::{Ready, ready};
 use tonic::body::Body;
 use tonic::server::NamedService;
 
+use crate::server::GrpcService;
 use crate::server::ready::{call_now, not_ready};
 
 type Answer = Result<http::Response<Body>, Infallible>;
@@ -47,16 +48,7 @@ impl RoutesBuilder {
     /// Adds `service` under its [`NamedService::NAME`]; a later one of the same name replaces it.
     pub(crate) fn add_service<S>(&mut self, service: S) -> &mut Self
     where
-        S: tower_service::Service<
-                http::Request<Body>,
-                Response = http::Response<Body>,
-                Error = Infallible,
-            > + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
+        S: GrpcService + NamedService + Sync,
     {
         let handler: Handler = Box::new(move |request| {
             let future = call_now(&mut service.clone(), request)?;

@@ -26,6 +26,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::body::Body;
 use tonic::transport::server::Connected;
 
+use crate::server::GrpcService;
 use crate::server::ready::{call_now, not_ready};
 use crate::tls::PeerInfo;
 
@@ -49,14 +50,7 @@ pub(crate) async fn serve<S, IO>(
     incoming: impl Stream<Item = std::io::Result<IO>>,
     stop: impl Future<Output = ()>,
 ) where
-    S: tower_service::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: GrpcService,
     IO: tokio::io::AsyncRead
         + tokio::io::AsyncWrite
         + Connected<ConnectInfo = PeerInfo>
