@@ -484,6 +484,20 @@ def taken_ports() -> list[int]:
     return taken
 
 
+def wait_for_ports(bound: float = 90.0) -> list[int]:
+    """The README's ports still taken after waiting up to `bound` seconds for them to free. A
+    test's connection closed a moment ago can hold one as its local port (the kernel's ephemeral
+    range, 32768-60999, holds most of them) for up to a minute after its process has gone."""
+    deadline = time.monotonic() + bound
+    taken = taken_ports()
+    if taken:
+        print(f"readme: ports {taken} are in use; waiting up to {bound:.0f} s for them to free")
+    while taken and time.monotonic() < deadline:
+        time.sleep(1)
+        taken = taken_ports()
+    return taken
+
+
 def load_blocks(docs: list[str], base: str) -> list[Block]:
     blocks = []
     for doc in docs:
@@ -578,7 +592,7 @@ def main() -> int:
             chosen = [b for b in blocks if args.only in b.heading]
             needs_mesh = any("mesh" in b.options() for b in chosen)
             blocks = [b for b in blocks if b in chosen or (needs_mesh and "run-command" in b.options())]
-        taken = taken_ports()
+        taken = wait_for_ports()
         if taken:
             print(f"readme: ports {taken} are in use; the README's commands bind them. Stop what holds them.")
             return 1
