@@ -10,7 +10,20 @@ use tonic::metadata::MetadataMap;
 /// the header is malformed). Format per the gRPC HTTP/2 spec: up to 8 digits and a unit
 /// `H M S m u n`.
 pub fn time_left(metadata: &MetadataMap) -> Option<Duration> {
-    parse_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
+    timeout_of(metadata.as_ref())
+}
+
+/// `grpc-timeout`, parsed once rather than at every lookup.
+static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+/// [`time_left`] from a request's headers: the one place a `grpc-timeout` is read (the server's
+/// deadline, a channel's, a handler's).
+pub(crate) fn timeout_of(headers: &http::HeaderMap) -> Option<Duration> {
+    parse_timeout(
+        crate::headers::find(headers, &GRPC_TIMEOUT)?
+            .to_str()
+            .ok()?,
+    )
 }
 
 /// A `grpc-timeout` value for `timeout`: at most 8 digits, in the finest unit that fits.

@@ -302,11 +302,7 @@ impl Shared {
         config: Option<&ServiceConfig>,
     ) -> Option<Instant> {
         let now = Instant::now();
-        let asked = request
-            .headers()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::deadline::parse_timeout);
+        let asked = crate::deadline::timeout_of(request.headers());
         let configured = config.and_then(|c| c.timeout(request.uri().path()));
         match (asked, configured) {
             (_, Some(limit)) if asked.is_none_or(|a| limit < a) => {

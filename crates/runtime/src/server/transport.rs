@@ -94,13 +94,7 @@ fn spawn<IO, S>(
     draining: watch::Receiver<bool>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    Calls<S>: hyper::service::Service<
-            http::Request<Incoming>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Send
-        + 'static,
-    <Calls<S> as hyper::service::Service<http::Request<Incoming>>>::Future: Send + 'static,
+    S: GrpcService,
 {
     let (io, max_age) = (TokioIo::new(io), settings.max_connection_age);
     if settings.http1 {
@@ -183,14 +177,7 @@ struct Calls<S> {
     stack: S,
 }
 
-impl<S> hyper::service::Service<http::Request<Incoming>> for Calls<S>
-where
-    S: tower_service::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Clone,
-{
+impl<S: GrpcService> hyper::service::Service<http::Request<Incoming>> for Calls<S> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = Deadline<Either<S::Future, Ready<Result<http::Response<Body>, Infallible>>>>;
@@ -198,23 +185,17 @@ where
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.peer.clone());
-        let timeout = crate::headers::find(request.headers(), &GRPC_TIMEOUT)
-            .and_then(|value| value.to_str().ok())
-            .and_then(crate::deadline::parse_timeout);
+        let timeout = crate::deadline::timeout_of(request.headers());
         let inner = match call_now(&mut self.stack.clone(), request) {
             Some(future) => Either::Left(future),
             None => Either::Right(std::future::ready(Ok(not_ready()))),
         };
         Deadline {
             inner,
-            timeout,
-            expires: timeout.map(|timeout| Box::pin(tokio::time::sleep(timeout))),
+            expires: timeout.map(|timeout| (timeout, Box::pin(tokio::time::sleep(timeout)))),
         }
     }
 }
-
-/// Parsed once, not at every lookup.
-static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
 
 pin_project_lite::pin_project! {
     /// A call held to the caller's deadline until its response headers: past it, the answer is
@@ -222,9 +203,9 @@ pin_project_lite::pin_project! {
     struct Deadline<F> {
         #[pin]
         inner: F,
-        timeout: Option<Duration>,
-        // Boxed: most calls have no deadline, and a `Sleep` would make every call's future larger.
-        expires: Option<Pin<Box<tokio::time::Sleep>>>,
+        // The caller's timeout and its timer, boxed: most calls have no deadline, and a `Sleep`
+        // would make every call's future larger.
+        expires: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     }
 }
 
@@ -239,13 +220,12 @@ where
         if let Poll::Ready(answer) = this.inner.poll(cx) {
             return Poll::Ready(answer);
         }
-        let Some(expires) = this.expires.as_mut() else {
+        let Some((timeout, timer)) = this.expires.as_mut() else {
             return Poll::Pending;
         };
-        std::task::ready!(expires.as_mut().poll(cx));
+        std::task::ready!(timer.as_mut().poll(cx));
         let status = tonic::Status::deadline_exceeded(format!(
-            "the caller's deadline (grpc-timeout {:?}) passed before the server answered",
-            this.timeout.unwrap_or_default()
+            "the caller's deadline (grpc-timeout {timeout:?}) passed before the server answered"
         ));
         Poll::Ready(Ok(status.into_http()))
     }
