@@ -51,10 +51,12 @@ def sh(cmd, **kw):
 
 
 def prepare():
-    if shutil.which("h2load") is None:
+    # h2load, and protoc for the interop peers' stubs (interop/setup); bench/cpp/build installs its own.
+    missing = [p for p in ("nghttp2-client", "protobuf-compiler") if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", *missing], check=True)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "calcmesh-cli", "-p", "calcmesh-bench-bare"], cwd=ROOT, check=True)
     subprocess.run([os.path.join(ROOT, "interop", "setup")], check=True)
     go = os.path.join(ROOT, "interop", "go", "calculator")

@@ -1,5 +1,6 @@
 //! `calculator.Calculator`, implemented.
 
+use calcmesh_runtime::server::unary::Unary;
 use calcmesh_runtime::{Server, ServerConfig};
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -56,14 +57,34 @@ impl CalculatorService {
     pub fn factorizations(&self) -> watch::Receiver<usize> {
         self.factorizations.subscribe()
     }
+
+    /// `Calculate`'s answer, computed at once: the trait method and the lean path's handler
+    /// both give this.
+    fn answer(&self, request: &Request<CalcRequest>) -> Result<Response<CalcResponse>, Status> {
+        self.calculations.fetch_add(1, Ordering::Relaxed);
+        let result = calculate(request.get_ref())?;
+        Ok(Response::new(CalcResponse {
+            result,
+            error: None,
+        }))
+    }
 }
 
 /// A [`Server`] of the mesh runtime with `service` on it (and the descriptors reflection lists):
 /// the one way a calculator is served, by the binary, by `up`, and by every test that needs a
 /// real one. Clones of `service` share their counters.
+///
+/// `Calculate`'s plain calls take the runtime's lean unary path ([`Unary`]); the same handler
+/// answers every other `Calculate` call through tonic's codec.
 pub fn mesh_server(config: &ServerConfig, service: CalculatorService) -> Server {
+    let handler = service.clone();
+    let calculate = move |request| std::future::ready(handler.answer(&request));
     Server::new(config.clone())
-        .add_service(server(service, config.max_message_size))
+        .add_service(Unary::new(
+            server(service, config.max_message_size),
+            "/calculator.Calculator/Calculate",
+            calculate,
+        ))
         .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET)
 }
 
@@ -113,12 +134,7 @@ impl Calculator for CalculatorService {
         &self,
         request: Request<CalcRequest>,
     ) -> Result<Response<CalcResponse>, Status> {
-        self.calculations.fetch_add(1, Ordering::Relaxed);
-        let result = calculate(request.get_ref())?;
-        Ok(Response::new(CalcResponse {
-            result,
-            error: None,
-        }))
+        self.answer(&request)
     }
 
     type CalculateStreamStream = BoxStream<CalcResponse>;

@@ -4,6 +4,15 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+// gRPC's header names, parsed once: a `&str` name is parsed at every lookup.
+pub(crate) static GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+pub(crate) static GRPC_ACCEPT_ENCODING: HeaderName =
+    HeaderName::from_static("grpc-accept-encoding");
+pub(crate) static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub(crate) static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+pub(crate) static GRPC_MESSAGE_TYPE: HeaderName = HeaderName::from_static("grpc-message-type");
+pub(crate) static GRPC_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/grpc");
+
 /// Above this many values a map is searched by hash.
 const SCAN_AT_MOST: usize = 8;
 

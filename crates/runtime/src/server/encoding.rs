@@ -5,15 +5,11 @@
 //! client that merely accepts gzip, as grpcio's clients all do), and a compressed one is
 //! answered in its own encoding when the client reads it.
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use tonic::body::Body;
 
 use crate::compression::{ACCEPTED, CompressAnswers, Compression};
-use crate::headers::find;
-
-// Parsed once, not on every call (a `&str` name is parsed at each lookup).
-static GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
-static GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
+use crate::headers::{GRPC_ACCEPT_ENCODING, GRPC_ENCODING, find};
 
 /// `Some(response)` to send instead of serving `request`; `None` to serve it (its headers
 /// adjusted).

@@ -20,6 +20,7 @@ pub mod limits;
 mod ready;
 mod routes;
 mod transport;
+pub mod unary;
 pub mod web;
 
 use std::convert::Infallible;
@@ -184,6 +185,11 @@ impl<S> GrpcService for S where
 {
 }
 
+/// A call's answer still to come, boxed: what tonic's generated services return for every
+/// call, and what a server keeps for each call it routes.
+pub type BoxCall =
+    std::pin::Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
 /// Binds a TCP listener on `addr` with the configured backlog and `SO_REUSEADDR`.
 ///
 /// # Errors
@@ -252,10 +258,11 @@ impl Server {
         self
     }
 
-    /// Adds a tonic service; its health status starts as SERVING under its full name.
+    /// Adds a tonic service; its health status starts as SERVING under its full name. Its
+    /// futures are boxed ([`BoxCall`]), as every tonic-generated service's are.
     pub fn add_service<S>(mut self, service: S) -> Self
     where
-        S: GrpcService + NamedService + Sync,
+        S: GrpcService<Future: Into<BoxCall>> + NamedService + Sync,
     {
         self.health.set_serving(S::NAME, true);
         self.routes.add_service(service);

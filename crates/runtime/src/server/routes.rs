@@ -6,8 +6,6 @@
 //! An unknown service is UNIMPLEMENTED, named as grpc-go names it.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,13 +14,12 @@ use std::future::{Ready, ready};
 use tonic::body::Body;
 use tonic::server::NamedService;
 
-use crate::server::GrpcService;
 use crate::server::ready::{call_now, not_ready};
+use crate::server::{BoxCall, GrpcService};
 
 type Answer = Result<http::Response<Body>, Infallible>;
-type BoxFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
 /// A service's call, `None` when the service is not ready.
-type Handler = Box<dyn Fn(http::Request<Body>) -> Option<BoxFuture> + Send + Sync>;
+type Handler = Box<dyn Fn(http::Request<Body>) -> Option<BoxCall> + Send + Sync>;
 
 /// The services a server serves, by full name. Cloned per call: one `Arc`.
 #[derive(Clone, Default)]
@@ -46,14 +43,14 @@ impl std::fmt::Debug for RoutesBuilder {
 
 impl RoutesBuilder {
     /// Adds `service` under its [`NamedService::NAME`]; a later one of the same name replaces it.
+    /// Its calls' futures are kept as they come, boxed once (tonic's generated services box
+    /// theirs).
     pub(crate) fn add_service<S>(&mut self, service: S) -> &mut Self
     where
-        S: GrpcService + NamedService + Sync,
+        S: GrpcService<Future: Into<BoxCall>> + NamedService + Sync,
     {
-        let handler: Handler = Box::new(move |request| {
-            let future = call_now(&mut service.clone(), request)?;
-            Some(Box::pin(future) as BoxFuture)
-        });
+        let handler: Handler =
+            Box::new(move |request| Some(call_now(&mut service.clone(), request)?.into()));
         self.services.retain(|(name, _)| *name != S::NAME);
         self.services.push((S::NAME, handler));
         self
@@ -118,7 +115,7 @@ impl tower_service::Service<http::Request<Body>> for Routes {
 
 /// A routed call: the service's future, or the answer given here (an unknown service, or one
 /// not ready).
-pub(crate) type RouteFuture = Either<BoxFuture, Ready<Answer>>;
+pub(crate) type RouteFuture = Either<BoxCall, Ready<Answer>>;
 
 #[cfg(test)]
 mod tests {

@@ -519,11 +519,8 @@ impl Drop for Call {
     }
 }
 
-/// `grpc-status`, parsed once rather than at every lookup.
-static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-
 fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
-    let value = crate::headers::find(headers, &GRPC_STATUS)?
+    let value = crate::headers::find(headers, &crate::headers::GRPC_STATUS)?
         .to_str()
         .ok()?
         .parse::<i32>()
