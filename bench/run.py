@@ -9,8 +9,8 @@ fastest peer: the one calcmesh answers to.
 Each server runs pinned to core 0; load comes from h2load (nghttp2-client, independent of our
 code) pinned to core 1, with the same request bytes (Calculate 10 * 5). Per server and round:
 requests/s at -c 4 -m 64, server CPU time per request (from /proc), CalculateStream messages/s
-and CPU per message (calcmesh bench on core 1 is the client for every server: 4 streams × 64 in
-flight), RSS idle and after load. In the first round, on a server of its own and before any
+and CPU per message (h2load again: 64 calls open, each sending 64 messages), RSS idle and after
+load. In the first round, on a server of its own and before any
 load, 10 000 idle connections are opened one by one: RSS per connection, the slowest connect,
 and requests/s with them open divided by requests/s once they are closed. Latency at one connection and one stream (p50,
 p90, p99 from h2load --log-file) is measured with every server up at once, in 1-second slices
@@ -69,17 +69,19 @@ def prepare():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def grpc_body(path):
-    """Calculate(Request{num1: 10, num2: 5, operator: "*"}) as a gRPC frame."""
+def grpc_body(path, messages=1):
+    """Request{num1: 10, num2: 5, operator: "*"} as a gRPC frame, `messages` times over."""
     msg = b"\x09" + struct.pack("<d", 10.0) + b"\x11" + struct.pack("<d", 5.0) + b"\x1a\x01*"
     with open(path, "wb") as f:
-        f.write(b"\x00" + struct.pack(">I", len(msg)) + msg)
+        f.write((b"\x00" + struct.pack(">I", len(msg)) + msg) * messages)
 
 
 GO_BIN = os.path.join(ROOT, "target", "interop", "go", "bin")
 JAVA_JAR = os.path.join(ROOT, "target", "interop", "java", "calc-java.jar")
 BENCH_BIN = os.path.join(ROOT, "target", "bench")
 CROWD = 10_000
+# The request bodies h2load sends.
+BODIES = tempfile.mkdtemp()
 SERVERS = {
     "calcmesh (shipped)": [CALCMESH, "serve", "calculator", "--listen", "127.0.0.1:0"],
     "bare tonic, current-thread runtime": [os.path.join(RELEASE, "bare-tonic"), "--current-thread"],
@@ -153,9 +155,9 @@ class Crowd:
             c.close()
 
 
-def h2load(addr, body, *args):
+def h2load(addr, body, *args, method="Calculate"):
     cmd = ["taskset", "-c", "1", "h2load", "-H", "content-type: application/grpc", "-H", "te: trailers",
-           "-d", body, *args, f"http://{addr}/calculator.Calculator/Calculate"]
+           "-d", body, *args, f"http://{addr}/calculator.Calculator/{method}"]
     return sh(cmd)
 
 
@@ -205,15 +207,24 @@ def crowd_figures(name, cmd, body, seconds):
         s.stop()
 
 
+# Request messages per CalculateStream call in the streaming load.
+STREAM_MESSAGES = 64
+STREAM_BODY = "calculate-stream.bin"
+
+
 def stream_figures(server, seconds, warm):
-    """CalculateStream through one server: messages/s and server CPU per message, with the same
-    client for every server (calcmesh bench on core 1: 4 streams, 64 messages in flight on each)."""
-    args = ["--target", server.addr, "--rpc", "calculate-stream", "-c", "4", "--pipeline", "64"]
-    bench_json(*args, "-d", f"{warm}s")  # warm-up
-    cpu0 = server.cpu_seconds()
-    out = bench_json(*args, "-d", f"{seconds}s")
+    """CalculateStream through one server, the server the bottleneck: h2load on core 1 keeps 64
+    calls open (4 connections × 16), each sending STREAM_MESSAGES requests, which the server
+    answers one by one. Messages/s and server CPU per message. First, as the warm-up, calcmesh
+    bench streams for `warm` seconds (4 streams × 64 in flight) and checks every answer, which
+    h2load cannot. (calcmesh bench as the load saturated its own core before the servers did.)"""
+    out = bench_json("--target", server.addr, "--rpc", "calculate-stream", "-c", "4", "--pipeline", "64", "-d", f"{warm}s")
     assert out["failed"] == 0, f"{server.name}: CalculateStream failed: {out['status']}"
-    return dict(stream_mps=out["requests_per_second"], stream_cpu_us=(server.cpu_seconds() - cpu0) * 1e6 / max(out["ok"], 1))
+    cpu0 = server.cpu_seconds()
+    body = os.path.join(BODIES, STREAM_BODY)
+    rate, calls = parse_rate(h2load(server.addr, body, "-c", "4", "-m", "16", "-D", str(seconds), method="CalculateStream"))
+    messages = calls * STREAM_MESSAGES
+    return dict(stream_mps=rate * STREAM_MESSAGES, stream_cpu_us=(server.cpu_seconds() - cpu0) * 1e6 / max(messages, 1))
 
 
 def latency(servers, body, slices):
@@ -346,7 +357,7 @@ def chart(results, path):
     """A bar chart of requests/s and latency percentiles per server, as SVG."""
     names = list(results)
     panels = [("requests/s (-c 4 -m 64)", [median_of(results[n], "rps") for n in names], "/s", "#3b7dd8"),
-              ("CalculateStream messages/s (4 streams × 64)", [median_of(results[n], "stream_mps") for n in names], "/s", "#3ba86b")]
+              (f"CalculateStream messages/s (64 calls × {STREAM_MESSAGES} messages)", [median_of(results[n], "stream_mps") for n in names], "/s", "#3ba86b")]
     panels += [(f"p{q} latency, 1 connection × 1 stream", [median_of(results[n], f"p{q}_us") for n in names], " µs", color)
                for q, color in [(50, "#d8823b"), (90, "#c0602a"), (99, "#8f3d17")]]
     w, row = 840, 24
@@ -386,8 +397,9 @@ def main():
             parser.error("--only must include calcmesh: every ratio is against it")
         args.no_write = True
     prepare()
-    body = os.path.join(tempfile.mkdtemp(), "calculate.bin")
+    body = os.path.join(BODIES, "calculate.bin")
     grpc_body(body)
+    grpc_body(os.path.join(BODIES, STREAM_BODY), STREAM_MESSAGES)
     results = {name: [] for name in servers}
     for r in range(args.rounds):
         for name, cmd in servers.items():

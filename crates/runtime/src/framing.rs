@@ -59,18 +59,39 @@ impl FrameScanner {
         let mut prefix_start = 0;
         let mut messages = 0;
         while pos < chunk.len() {
+            if let (State::Prefix { filled: 0, .. }, Some(prefix)) =
+                (&self.0, chunk.get(pos..pos + 5))
+            {
+                // A whole prefix in this chunk, the usual case: read in place, and the message
+                // skipped in one step.
+                let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+                if len > limit {
+                    return Err(Oversized {
+                        len,
+                        prefix_start: pos,
+                        before: messages,
+                    });
+                }
+                messages += 1;
+                on_prefix(prefix[0]);
+                pos += 5;
+                let here = len.min(chunk.len() - pos);
+                pos += here;
+                if here < len {
+                    self.0 = State::Payload {
+                        remaining: len - here,
+                    };
+                }
+                continue;
+            }
             match &mut self.0 {
                 State::Prefix { bytes, filled } => {
+                    // A prefix split across chunks.
                     if *filled == 0 {
                         prefix_start = pos;
                     }
                     let n = (5 - *filled).min(chunk.len() - pos);
-                    if n == 5 {
-                        // A whole prefix at once, the usual case: a fixed-size copy, no memcpy call.
-                        bytes.copy_from_slice(&chunk[pos..pos + 5]);
-                    } else {
-                        bytes[*filled..*filled + n].copy_from_slice(&chunk[pos..pos + n]);
-                    }
+                    bytes[*filled..*filled + n].copy_from_slice(&chunk[pos..pos + n]);
                     *filled += n;
                     pos += n;
                     if *filled == 5 {
