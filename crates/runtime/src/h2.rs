@@ -120,6 +120,15 @@ impl Framer {
                 bytes = &bytes[n..];
                 continue;
             }
+            if self.filled == 0
+                && let Some((header, rest)) = bytes.split_first_chunk::<HEADER_LEN>()
+            {
+                // A whole frame header here, the usual case: taken at once.
+                self.header = *header;
+                bytes = rest;
+                self.header_complete(&mut seen);
+                continue;
+            }
             let n = (HEADER_LEN - self.filled).min(bytes.len());
             self.header[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
             self.filled += n;

@@ -39,11 +39,16 @@ type Answer = Result<http::Response<Body>, Infallible>;
 /// `service`, with the plain calls of one unary method served by `handler` on the lean path.
 /// Its name ([`NamedService`]) is `service`'s.
 ///
+/// The calculator's (`calcmesh_calculator::mesh_server`), where `answer` is what the
+/// `Calculator` trait's `calculate` returns too:
+///
 /// ```ignore
-/// Unary::new(CalculatorServer::new(calc.clone()), "/calculator.Calculator/Calculate", move |request| {
-///     let calc = calc.clone();
-///     async move { calc.calculate(request).await }
-/// })
+/// let handler = service.clone();
+/// Unary::new(
+///     CalculatorServer::new(service),
+///     "/calculator.Calculator/Calculate",
+///     move |request| std::future::ready(handler.answer(&request)),
+/// )
 /// ```
 pub struct Unary<S, F, Req> {
     service: S,
