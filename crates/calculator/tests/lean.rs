@@ -11,6 +11,12 @@ use tokio::net::TcpStream;
 
 /// What a client reads of an answer: HTTP status, headers, DATA bytes, trailers.
 type Answer = (u16, http::HeaderMap, Vec<u8>, http::HeaderMap);
+/// A request: its name, its headers, its body's DATA frames.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Vec<Bytes>,
+);
 
 /// One `Calculate` request with `headers`, its body sent as `chunks` (one DATA frame each).
 async fn raw_call(addr: &str, headers: &[(&str, &str)], chunks: &[Bytes]) -> Answer {
@@ -75,7 +81,7 @@ async fn the_lean_path_answers_as_tonic_does() {
     let times = framed(0, &request(10.0, "*", 5.0));
     let (head, tail) = times.split_at(4);
     let plain: &[(&str, &str)] = &[];
-    let cases: Vec<(&str, &[(&str, &str)], Vec<Bytes>)> = vec![
+    let cases: Vec<Case> = vec![
         ("10 * 5", plain, vec![times.clone()]),
         (
             "10 * 5 in two DATA frames",
