@@ -1,7 +1,22 @@
 //! gRPC's length-prefixed message framing (`[compressed flag:1][length:4 big-endian][message]`),
 //! followed across the chunks of a body without copying: the size limit (`server::limits`)
 //! reads each message's announced length from it, the metrics count messages with it, and a
-//! service that must know which messages came compressed (the interop cases) reads the flags.
+//! service that must know which messages came compressed (the interop cases) reads the flags,
+//! and the lean unary path (`server::unary`) reads and writes its one message with it.
+
+/// The prefix of an uncompressed message of `len` bytes.
+pub(crate) fn prefix(len: u32) -> [u8; 5] {
+    let [a, b, c, d] = len.to_be_bytes();
+    [0, a, b, c, d]
+}
+
+/// The message in `bytes`, if they hold exactly one whole uncompressed message and nothing else.
+pub(crate) fn only_message(bytes: &[u8]) -> Option<&[u8]> {
+    let (head, message) = bytes.split_first_chunk::<5>()?;
+    let [flag, len @ ..] = *head;
+    let whole = flag == 0 && usize::try_from(u32::from_be_bytes(len)).ok()? == message.len();
+    whole.then_some(message)
+}
 
 /// A message announced larger than the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +145,21 @@ impl FrameScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_one_whole_plain_message_is_a_message() {
+        let message = [prefix(2).as_slice(), &[7, 8]].concat();
+        assert_eq!(only_message(&message), Some(&[7, 8][..]));
+        assert_eq!(
+            only_message(&[prefix(0)[..].to_vec()].concat()),
+            Some(&[][..])
+        );
+        let compressed = [[1, 0, 0, 0, 2].as_slice(), &[7, 8]].concat();
+        let two = [message.clone(), message.clone()].concat();
+        for other in [&message[..6], &[][..], &compressed, &two] {
+            assert_eq!(only_message(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn flags_come_once_per_message_in_order_however_the_bytes_are_split() {

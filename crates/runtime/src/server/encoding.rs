@@ -70,3 +70,12 @@ fn answer_in(request: &mut http::Request<Body>, name: &str) {
             .insert(GRPC_ACCEPT_ENCODING.clone(), value);
     }
 }
+
+/// Whether a call `admit`ted is uncompressed both ways: no `grpc-encoding` but `identity`, and
+/// no `grpc-accept-encoding` (which `admit` leaves only where the answer may be compressed). One
+/// pass over the call's few headers, not a lookup per name.
+pub(crate) fn is_plain(headers: &http::HeaderMap) -> bool {
+    headers.iter().all(|(name, value)| {
+        name != GRPC_ACCEPT_ENCODING && (name != GRPC_ENCODING || value == "identity")
+    })
+}

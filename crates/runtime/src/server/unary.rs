@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -30,9 +30,10 @@ use tonic::body::Body;
 use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
 
-use crate::headers;
+use crate::server::encoding;
 use crate::server::ready::{call_now, not_ready};
 use crate::server::{BoxCall, GrpcService};
+use crate::{framing, headers};
 
 type Answer = Result<http::Response<Body>, Infallible>;
 
@@ -102,21 +103,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path() != self.path || !is_plain(request.headers()) {
+        if request.uri().path() != self.path || !encoding::is_plain(request.headers()) {
             return self.service.call(request).into();
         }
         Box::pin(lean(self.service.clone(), request, self.handler.clone()))
     }
-}
-
-/// Whether a call is uncompressed both ways: no `grpc-encoding` but `identity`, and no
-/// `grpc-accept-encoding` (which [`encoding`](super::encoding) leaves only where the answer may
-/// be compressed). One pass over the call's few headers, not a lookup per name.
-fn is_plain(headers: &HeaderMap) -> bool {
-    headers.iter().all(|(name, value)| {
-        name != headers::GRPC_ACCEPT_ENCODING
-            && (name != headers::GRPC_ENCODING || value == "identity")
-    })
 }
 
 /// One call on the lean path: the body read, its message decoded and answered by `handler`, or
@@ -208,10 +199,7 @@ impl Read {
         if self.end.is_some() {
             return None;
         }
-        let (prefix, message) = self.bytes().split_at_checked(5)?;
-        let length = u32::from_be_bytes(prefix[1..].try_into().ok()?);
-        let whole = prefix[0] == 0 && usize::try_from(length).ok()? == message.len();
-        whole.then(|| M::decode(message).ok()).flatten()
+        M::decode(framing::only_message(self.bytes())?).ok()
     }
 
     /// The body as it came.
@@ -268,10 +256,12 @@ fn respond<M: prost::Message>(answer: Result<tonic::Response<M>, Status>) -> htt
         .into_http();
     };
     let mut frame = BytesMut::with_capacity(5 + length as usize);
-    frame.put_u8(0);
-    frame.put_u32(length);
+    frame.extend_from_slice(&framing::prefix(length));
     message.encode_raw(&mut frame);
-    let mut response = http::Response::new(Body::new(OneMessage(Some(frame.freeze()), true)));
+    let mut response = http::Response::new(Body::new(OneMessage {
+        message: Some(frame.freeze()),
+        status_to_send: true,
+    }));
     *response.version_mut() = http::Version::HTTP_2;
     *response.headers_mut() = without_reserved(metadata.into_headers());
     response.headers_mut().insert(
@@ -300,7 +290,10 @@ fn without_reserved(mut headers: HeaderMap) -> HeaderMap {
 }
 
 /// An answer's body: one message (a whole gRPC frame), then the trailers `grpc-status: 0`.
-struct OneMessage(Option<Bytes>, bool);
+struct OneMessage {
+    message: Option<Bytes>,
+    status_to_send: bool,
+}
 
 impl http_body::Body for OneMessage {
     type Data = Bytes;
@@ -310,10 +303,10 @@ impl http_body::Body for OneMessage {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(message) = self.0.take() {
+        if let Some(message) = self.message.take() {
             return Poll::Ready(Some(Ok(Frame::data(message))));
         }
-        if std::mem::take(&mut self.1) {
+        if std::mem::take(&mut self.status_to_send) {
             let mut trailers = HeaderMap::with_capacity(1);
             trailers.insert(headers::GRPC_STATUS.clone(), HeaderValue::from_static("0"));
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
@@ -322,7 +315,7 @@ impl http_body::Body for OneMessage {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_none() && !self.1
+        self.message.is_none() && !self.status_to_send
     }
 }
 
