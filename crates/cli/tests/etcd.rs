@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -607,4 +608,179 @@ async fn a_service_config_published_in_etcd_reaches_running_clients() {
         || async { code().await == tonic::Code::Ok },
     )
     .await;
+}
+
+/// An evaluator discovering the calculators through the etcd `members`, in that order, logging
+/// its etcd sessions.
+async fn discovering_evaluator(members: &[&Etcd]) -> ServerProcess {
+    let addrs: Vec<&str> = members.iter().map(|m| m.addr.as_str()).collect();
+    let target = format!("etcd://{}/calculator", addrs.join(","));
+    ServerProcess::launch(
+        BIN,
+        &[
+            "serve",
+            "evaluator",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure",
+            "--calculator",
+            &target,
+        ],
+        "listening on ",
+        &[("CALCMESH_LOG", "info")],
+    )
+    .await
+}
+
+/// The etcd members the evaluator's discovery sessions read the endpoints from, in order.
+fn sessions(evaluator: &ServerProcess) -> Vec<String> {
+    evaluator
+        .logs()
+        .lines()
+        .filter(|l| l.contains("etcd: current endpoints"))
+        .filter_map(|l| Some(l.split("member=[\"").nth(1)?.split('"').next()?.to_owned()))
+        .collect()
+}
+
+/// A discovery session stays on its etcd member while nothing changes, and leaves a member that
+/// froze within the probe's bound.
+/// - Idle: etcd takes a PING no more often than every 5 s and closes, with GOAWAY
+///   "too_many_pings", a connection that pings more often while it sends nothing; with PINGs
+///   every 2 s the session's connection was closed every 8 s. Here: one session for 10 s.
+/// - Frozen (SIGSTOP: its connections stay open, nothing answers): the session's watch leaves a
+///   progress request unanswered, which is noticed within 1.5 s; the session on the next member
+///   starts within 2 s of the freeze (the backoff's first step and a connection later), and sees
+///   a new registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_session_keeps_its_etcd_member_and_leaves_a_frozen_one_within_2_s() {
+    let cluster = Etcd::cluster(3).await;
+    // The member to freeze must follow: a frozen leader would cost an election first.
+    let mut order: Vec<&Etcd> = Vec::new();
+    for member in &cluster {
+        if member.leads().await {
+            order.push(member);
+        } else {
+            order.insert(0, member);
+        }
+    }
+    let (frozen, next) = (order[0], order[1]);
+    let evaluator = discovering_evaluator(&order).await;
+    eventually("a discovery session", Duration::from_secs(10), || async {
+        !sessions(&evaluator).is_empty()
+    })
+    .await;
+
+    // Idle for 10 s, watched all along: still the first session.
+    common::always(
+        "one session on the first member",
+        Duration::from_secs(10),
+        || async { sessions(&evaluator) == [frozen.addr.clone()] },
+        || evaluator.logs(),
+    )
+    .await;
+
+    // Frozen: the session moves on.
+    frozen.signal("-STOP").await;
+    let stopped = Instant::now();
+    common::eventually_explained(
+        "a session on the next member",
+        Duration::from_secs(10),
+        || async { sessions(&evaluator).len() == 2 },
+        || evaluator.logs(),
+    )
+    .await;
+    let moved = stopped.elapsed();
+    assert_eq!(sessions(&evaluator)[1], next.addr, "{}", evaluator.logs());
+    assert!(
+        moved < Duration::from_secs(2),
+        "the session left the frozen member after {moved:?}\n{}",
+        evaluator.logs()
+    );
+    let value = calcmesh_runtime::etcd::registration_value("127.0.0.1:1");
+    let (put, _) = next
+        .etcdctl(&["put", "calculator/127.0.0.1:1", &value])
+        .await;
+    assert!(put, "etcdctl put");
+    common::eventually_explained(
+        "the new registration seen",
+        Duration::from_secs(1),
+        || async { evaluator.logs().contains(r#"Insert("127.0.0.1:1")"#) },
+        || evaluator.logs(),
+    )
+    .await;
+    eprintln!("the discovery session left the frozen etcd member after {moved:?}");
+    frozen.signal("-CONT").await;
+}
+
+/// What one discovery session knows: the endpoints its changes add up to, kept by a task.
+fn follow(etcd: &Etcd, service: &str) -> Arc<std::sync::Mutex<BTreeSet<String>>> {
+    use calcmesh_runtime::discovery::{Change, Discover};
+    use futures_util::StreamExt;
+    let discovery = calcmesh_runtime::etcd::EtcdDiscovery::new(
+        vec![etcd.addr.clone()],
+        service.to_owned(),
+        None,
+    );
+    let mut changes = Box::new(discovery).changes(Arc::default());
+    let known = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let set = known.clone();
+    tokio::spawn(async move {
+        while let Some(change) = changes.next().await {
+            let mut set = set.lock().unwrap();
+            match change {
+                Change::Reset(all) => *set = all.into_iter().collect(),
+                Change::Insert(addr) => drop(set.insert(addr)),
+                Change::Remove(addr) => drop(set.remove(&addr)),
+                Change::ServiceConfig { .. } => {}
+            }
+        }
+    });
+    known
+}
+
+/// A discovery session reads the endpoints and the service config, then watches both from the
+/// revision after that read: a registration that lands while a session starts is neither
+/// missed nor lost. Here sessions start one after another while 150 registrations land, one
+/// every few milliseconds; each session must end up knowing all 150.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_sessions_started_while_instances_register_miss_none() {
+    use calcmesh_runtime::etcd::{Registration, RegistrationConfig};
+    const N: u16 = 150;
+    let etcd = Etcd::start().await;
+    let register = |i: u16| {
+        Registration::start(RegistrationConfig {
+            endpoints: vec![etcd.addr.clone()],
+            service: "race".into(),
+            addr: format!("127.0.0.1:{}", 20_000 + i),
+            ttl: Duration::from_secs(30),
+            tls: None,
+        })
+    };
+    let (mut registrations, mut sessions) = (Vec::new(), Vec::new());
+    let mut pace = tokio::time::interval(Duration::from_millis(3));
+    for i in 0..N {
+        pace.tick().await;
+        registrations.push(register(i));
+        sessions.push(follow(&etcd, "race"));
+    }
+    eventually("150 registrations", Duration::from_secs(20), || async {
+        etcd.get_prefix("race/").await.len() == usize::from(N)
+    })
+    .await;
+    let all: BTreeSet<String> = (0..N)
+        .map(|i| format!("127.0.0.1:{}", 20_000 + i))
+        .collect();
+    for (i, known) in sessions.iter().enumerate() {
+        common::eventually_explained(
+            &format!("session {i} knows all {N}"),
+            Duration::from_secs(3),
+            || async { *known.lock().unwrap() == all },
+            || {
+                let known = known.lock().unwrap();
+                format!("it misses {:?}", all.difference(&known).collect::<Vec<_>>())
+            },
+        )
+        .await;
+    }
+    futures_util::future::join_all(registrations.into_iter().map(Registration::deregister)).await;
 }

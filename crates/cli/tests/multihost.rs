@@ -146,11 +146,13 @@ impl Network {
         command
     }
 
-    /// A calcmesh server in host `i`, once it says `ready`.
+    /// A calcmesh server in host `i`, once it says `ready`. Its etcd sessions log each watch
+    /// response (debug), so that a failure's log shows what etcd sent and when.
     async fn serve(&self, i: usize, args: &[&str], ready: &str) -> ServerProcess {
         let mut all = vec!["netns", "exec", self.host(i), BIN];
         all.extend_from_slice(args);
-        ServerProcess::launch("ip", &all, ready, &[]).await
+        let log = [("CALCMESH_LOG", "info,calcmesh_runtime::client::etcd=debug")];
+        ServerProcess::launch("ip", &all, ready, &log).await
     }
 }
 
@@ -594,8 +596,9 @@ async fn a_mesh_across_hosts_survives_a_cut_host_and_a_lost_etcd_member() {
     let taken_up = in_use(&net, &evaluator, 3).await;
     assert!(
         taken_up < Duration::from_secs(2),
-        "the evaluator took {taken_up:?} to use the new calculator\n{}",
-        evaluator.logs()
+        "the evaluator took {taken_up:?} to use the new calculator\nthe evaluator's log:\n{}\nthe new calculator's log:\n{}",
+        evaluator.logs(),
+        c.logs()
     );
     let after = report(bench(&net, &certs, "198.18.0.3:50050", "evaluate", 2)).await;
     eprintln!(

@@ -384,23 +384,60 @@ impl Etcd {
 
     async fn start_with(pki: Option<&std::path::Path>) -> Self {
         let (client, peer) = (free_port(), free_port());
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut etcd = Self::member("test", client, &peer_url, &format!("test={peer_url}"), pki);
+        etcd.run().await;
+        etcd
+    }
+
+    /// A cluster of `n` members on loopback, once every member is healthy.
+    pub async fn cluster(n: usize) -> Vec<Self> {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial = (ports.iter().enumerate())
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Self> = (ports.iter().enumerate())
+            .map(|(i, (client, peer))| {
+                let peer_url = format!("http://127.0.0.1:{peer}");
+                Self::member(&format!("m{i}"), *client, &peer_url, &initial, None)
+            })
+            .collect();
+        // No member is healthy before a quorum of them runs: all start, then all are waited for.
+        for member in &mut members {
+            member.spawn();
+        }
+        for member in &members {
+            member.healthy().await;
+        }
+        members
+    }
+
+    /// One member's command line: client URL on `client`, peers on `peer_url`, the cluster
+    /// `initial`; TLS for clients from `pki`.
+    fn member(
+        name: &str,
+        client: u16,
+        peer_url: &str,
+        initial: &str,
+        pki: Option<&std::path::Path>,
+    ) -> Self {
         let data_dir = std::env::temp_dir().join(format!("calcmesh-etcd-{client}"));
         let _ = std::fs::remove_dir_all(&data_dir);
         let scheme = if pki.is_some() { "https" } else { "http" };
         let client_url = format!("{scheme}://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
         let file = |f: &str| {
             pki.map(|p| p.join(f).display().to_string())
                 .unwrap_or_default()
         };
         let mut args = vec![
-            "--name=test".to_owned(),
+            format!("--name={name}"),
             format!("--data-dir={}", data_dir.display()),
             format!("--listen-client-urls={client_url}"),
             format!("--advertise-client-urls={client_url}"),
             format!("--listen-peer-urls={peer_url}"),
             format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--initial-cluster=test={peer_url}"),
+            format!("--initial-cluster={initial}"),
         ];
         let mut tls = Vec::new();
         if pki.is_some() {
@@ -416,19 +453,22 @@ impl Etcd {
                 format!("--key={}", file("admin.key")),
             ];
         }
-        let mut etcd = Self {
+        Self {
             child: None,
             args,
             data_dir,
             addr: format!("127.0.0.1:{client}"),
             tls,
-        };
-        etcd.run().await;
-        etcd
+        }
     }
 
     /// (Re)starts the process on the same ports and data, and waits until it is healthy.
     pub async fn run(&mut self) {
+        self.spawn();
+        self.healthy().await;
+    }
+
+    fn spawn(&mut self) {
         let child = Command::new("etcd")
             .args(&self.args)
             .stdout(Stdio::null())
@@ -437,6 +477,10 @@ impl Etcd {
             .spawn()
             .expect("etcd is missing: ./scripts/test installs Debian's etcd-server");
         self.child = Some(child);
+    }
+
+    /// Waits (up to 30 s) until the member answers `etcdctl endpoint health`.
+    async fn healthy(&self) {
         let started = std::time::Instant::now();
         while !self.etcdctl(&["endpoint", "health"]).await.0 {
             assert!(
@@ -445,6 +489,26 @@ impl Etcd {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Sends the process `sig` (`-STOP`, `-CONT`, …).
+    pub async fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).unwrap().to_string();
+        let status = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+
+    /// Whether this member leads its cluster now (`etcdctl endpoint status`).
+    pub async fn leads(&self) -> bool {
+        let (ok, json) = self.etcdctl(&["endpoint", "status", "-w", "json"]).await;
+        assert!(ok, "etcdctl endpoint status failed");
+        let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let status = &status[0]["Status"];
+        status["leader"] == status["header"]["member_id"]
     }
 
     /// Stops the process (SIGTERM) and waits for it to exit.
@@ -510,6 +574,29 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     eventually_explained(what, limit, check, String::new).await;
+}
+
+/// Watches `check` for `window` (polling as [`eventually`] does); panics with `what` and what
+/// `explain` says the first time it does not hold.
+pub async fn always<F, Fut>(
+    what: &str,
+    window: Duration,
+    mut check: F,
+    explain: impl Fn() -> String,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < window {
+        assert!(
+            check().await,
+            "{what}: broken after {:?}\n{}",
+            started.elapsed(),
+            explain()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// [`eventually`], adding what `explain` says (e.g. a server's logs) to the panic message.

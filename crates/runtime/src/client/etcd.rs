@@ -15,24 +15,86 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, WatchOptions,
+    Client, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, WatchOptions, WatchStream,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::backoff::Backoff;
 use crate::client::discovery::{Change, Changes, Discover};
 use crate::tls::ClientTls;
 
+/// How every etcd connection is made.
+///
+/// - `hasleader` metadata on every request (etcd's "require leader", as grpc-go's etcd resolver
+///   sets it): a member that has lost the cluster's leader refuses new requests at once and
+///   cancels open watches, instead of serving a view that no longer changes.
+/// - HTTP/2 PINGs at most every 10 s, and only while a stream is open: etcd (grpc-go's server)
+///   takes a PING from a client no more often than every 5 s by default
+///   (`--grpc-keepalive-min-time`) and closes the connection with GOAWAY "too_many_pings" at the
+///   third that comes sooner while it has sent nothing. With a PING every 2 s, an idle watch's
+///   connection was closed every 8 s. Liveness is not left to PINGs: a discovery session probes
+///   its watch ([`Probe`]), a registration bounds every request by a third of its TTL.
 fn options(tls: Option<&ClientTls>) -> ConnectOptions {
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(5))
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(2))
+        .with_keep_alive_while_idle(false)
+        .with_require_leader(true);
     match tls {
         Some(tls) => options.with_tls(tls.tonic()),
         None => options,
+    }
+}
+
+/// How often a discovery session asks its watch for a progress report when the watch has said
+/// nothing, and how long it waits for the answer before taking the watch for dead. A watch that
+/// goes silent (its member frozen, or cut off on a connection that still looks open) is
+/// therefore noticed within 1.5 s, and replaced through the next member.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The liveness check of a watch: a progress request (etcd answers it with the member's current
+/// revision, whether or not anything changed) whenever the watch has been quiet for
+/// [`PROBE_EVERY`]; any message from the watch counts as the answer.
+#[derive(Debug)]
+struct Probe {
+    /// When to ask next (nothing asked) or when the question times out (asked).
+    due: Instant,
+    asked: bool,
+}
+
+impl Probe {
+    fn new() -> Self {
+        Self {
+            due: Instant::now() + PROBE_EVERY,
+            asked: false,
+        }
+    }
+
+    /// The watch said something.
+    fn answered(&mut self) {
+        self.due = Instant::now() + PROBE_EVERY;
+        self.asked = false;
+    }
+
+    /// `due` came: asks, or gives up on a question left unanswered.
+    async fn fire(&mut self, watch: &mut WatchStream, member: &[String]) -> Result<(), String> {
+        if self.asked {
+            return Err(format!(
+                "the watch on {member:?} left a progress request unanswered for {PROBE_TIMEOUT:?} (a frozen member, or a dead connection)"
+            ));
+        }
+        watch
+            .request_progress()
+            .await
+            .map_err(|e| format!("progress request: {e}"))?;
+        self.due = Instant::now() + PROBE_TIMEOUT;
+        self.asked = true;
+        Ok(())
     }
 }
 
@@ -117,28 +179,11 @@ impl EtcdDiscovery {
         let mut client = Client::connect(member, Some(options(self.tls.as_ref())))
             .await
             .map_err(|e| e.to_string())?;
-        let prefix = format!("{}/", self.service);
-        let config_key = Self::config_key(&self.service);
-        let current = client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| e.to_string())?;
-        let config = client
-            .get(config_key.clone(), None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let addrs: Vec<String> = current.kvs().iter().filter_map(addr_of).collect();
-        tracing::info!(service = %self.service, endpoints = ?addrs, "etcd: current endpoints");
-        let published = self.published(config.kvs().first());
-        // The config first: the first calls, let go by the endpoints, already follow it.
-        if tx.send(published).await.is_err() || tx.send(Change::Reset(addrs)).await.is_err() {
+        let Some(revision) = self.read_current(&mut client, member, tx).await? else {
             return Ok(());
-        }
+        };
         backoff.reset();
-        let revision = current
-            .header()
-            .map_or(0, |h| h.revision())
-            .max(config.header().map_or(0, |h| h.revision()));
+        let prefix = format!("{}/", self.service);
         let from = |options: WatchOptions| options.with_start_revision(revision + 1);
         let mut endpoints = client
             .watch(
@@ -148,13 +193,24 @@ impl EtcdDiscovery {
             .await
             .map_err(|e| e.to_string())?;
         let mut configs = client
-            .watch(config_key, Some(from(WatchOptions::new())))
+            .watch(
+                Self::config_key(&self.service),
+                Some(from(WatchOptions::new())),
+            )
             .await
             .map_err(|e| e.to_string())?;
+        let mut probe = Probe::new();
         loop {
             let changes = tokio::select! {
-                r = endpoints.message() => self.endpoint_changes(r, &prefix)?,
+                r = endpoints.message() => {
+                    probe.answered();
+                    self.endpoint_changes(r, &prefix)?
+                }
                 r = configs.message() => self.config_changes(r)?,
+                () = tokio::time::sleep_until(probe.due) => {
+                    probe.fire(&mut endpoints, member).await?;
+                    continue;
+                }
                 () = tx.closed() => return Ok(()),
             };
             for change in changes {
@@ -164,6 +220,38 @@ impl EtcdDiscovery {
                 }
             }
         }
+    }
+
+    /// Reads the current endpoints and config and sends them; the revision they were read at,
+    /// or `None` if nobody listens any more.
+    async fn read_current(
+        &self,
+        client: &mut Client,
+        member: &[String],
+        tx: &mpsc::Sender<Change>,
+    ) -> Result<Option<i64>, String> {
+        let prefix = format!("{}/", self.service);
+        let current = client
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let revision = current.header().map_or(0, |h| h.revision());
+        // The config as of the same revision: the watches start after it, so a change landing
+        // between the two reads is in the watches. (Read at its own, later revision, a
+        // registration landing between the two was never seen until the next session.)
+        let config = client
+            .get(
+                Self::config_key(&self.service),
+                Some(GetOptions::new().with_revision(revision)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let addrs: Vec<String> = current.kvs().iter().filter_map(addr_of).collect();
+        tracing::info!(service = %self.service, ?member, revision, endpoints = ?addrs, "etcd: current endpoints");
+        let published = self.published(config.kvs().first());
+        // The config first: the first calls, let go by the endpoints, already follow it.
+        let sent = tx.send(published).await.is_ok() && tx.send(Change::Reset(addrs)).await.is_ok();
+        Ok(sent.then_some(revision))
     }
 
     /// The config change a key's value (or its absence) makes.
@@ -181,6 +269,13 @@ impl EtcdDiscovery {
         prefix: &str,
     ) -> Result<Vec<Change>, String> {
         let response = watched(response)?;
+        tracing::debug!(
+            service = %self.service,
+            revision = response.header().map(|h| h.revision()),
+            created = response.created(),
+            events = response.events().len(),
+            "etcd: watch response"
+        );
         Ok(response
             .events()
             .iter()
