@@ -15,6 +15,11 @@ pub(crate) const END_STREAM: u8 = 0x1;
 const PADDED: u8 = 0x8;
 pub(crate) const ACK: u8 = 0x1;
 pub(crate) const ENHANCE_YOUR_CALM: u32 = 0xb;
+/// The error code for a transport that is not secure enough: a client without TLS at a server
+/// that requires it.
+pub(crate) const INADEQUATE_SECURITY: u32 = 0xc;
+/// A SETTINGS frame with no settings: what a server sends first.
+pub(crate) const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
 /// The debug data of a GOAWAY that says a client pings too often.
 pub(crate) const TOO_MANY_PINGS: &[u8] = b"too_many_pings";
 /// How much of a kept frame's payload is kept: a GOAWAY's last stream and code, and its debug

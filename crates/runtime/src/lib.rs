@@ -24,7 +24,7 @@
 //!   as `grpc.channelz.v1.Channelz` (`ServerConfig::channelz`).
 //! - Shared: [`codes`] (status codes by their spec names), [`compression`] (gzip, zstd, identity; servers answer in kind), [`deadline`] (the
 //!   caller's deadline, passed downstream), [`error`] (the error-chain
-//!   walker), [`shutdown`] (SIGINT/SIGTERM), `backoff`, [`framing`] (gRPC message boundaries), `sync`,
+//!   walker), [`diagnose`] (what a failed connection means, for both sides), [`shutdown`] (SIGINT/SIGTERM), `backoff`, [`framing`] (gRPC message boundaries), `sync`,
 //!   `h2` (HTTP/2 frame headers read in passing: the server's ping policing, the client's
 //!   connection watch).
 //!
@@ -37,6 +37,7 @@ pub mod client;
 pub mod codes;
 pub mod compression;
 pub mod deadline;
+pub mod diagnose;
 pub mod error;
 pub mod framing;
 mod h2;

@@ -200,6 +200,7 @@ impl Shared {
             Ok(channel) => tower_service::Service::call(channel, request).await,
             Err(err) => Err(err),
         };
+        let result = result.map(as_grpc);
         // What outlier detection counts: a failed attempt now; a committed call at its end.
         match &result {
             Err(_) => outstanding.record(false),
@@ -234,7 +235,7 @@ impl Shared {
         }
         let endpoint = &tried[tried.len() - 1];
         if unreachable(err.as_ref()) {
-            endpoint.set_down(crate::error::display_chain(err.as_ref()));
+            endpoint.set_down(endpoint.explain(err.as_ref()));
         }
         let unseen = never_reached_server(err.as_ref());
         let by_policy = retries
@@ -376,6 +377,34 @@ pub(super) fn trailers_only_code(response: &http::Response<Body>) -> Option<toni
     Some(tonic::Code::from(code))
 }
 
+/// A response that is not gRPC (see [`crate::diagnose::http_answer`]) as a trailers-only
+/// answer with the code the gRPC spec maps its HTTP status to; tonic alone would read an error
+/// page as gRPC messages ("invalid compression flag").
+fn as_grpc(response: http::Response<Body>) -> http::Response<Body> {
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let grpc = content_type.starts_with("application/grpc");
+    if trailers_only_code(&response).is_some() || (response.status().is_success() && grpc) {
+        return response;
+    }
+    let (code, message) = crate::diagnose::http_answer(response.status(), content_type);
+    let mut answer = http::Response::new(Body::empty());
+    let headers = answer.headers_mut();
+    let grpc_status = http::HeaderValue::from(code as i32);
+    headers.insert("grpc-status", grpc_status);
+    if let Ok(message) = http::HeaderValue::from_str(&message) {
+        headers.insert("grpc-message", message);
+    }
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    answer
+}
+
 /// Waits `wait`, unless the deadline comes first: then waits for it and says `false`.
 pub(super) async fn sleep_within(wait: Duration, deadline: Option<Instant>) -> bool {
     let wake = Instant::now() + wait;
@@ -434,8 +463,8 @@ pub(super) fn gave_up(
     tried: &[Arc<Endpoint>],
     err: &(dyn std::error::Error + 'static),
 ) -> BoxError {
-    let endpoint = &tried[tried.len() - 1].authority;
-    let cause = crate::error::display_chain(err);
+    let last = &tried[tried.len() - 1];
+    let (endpoint, cause) = (&last.authority, last.explain(err));
     let attempts = match tried.len() {
         1 => String::new(),
         n => format!(

@@ -232,7 +232,35 @@ impl Endpoint {
 
     /// Its open connection, if it has one.
     pub(crate) fn socket_now(&self) -> Option<Arc<SocketStats>> {
-        crate::sync::lock(&self.socket).upgrade()
+        self.socket.socket()
+    }
+
+    /// When it is down: why, as a short reason and the sentence for people.
+    pub(crate) fn down_reason(&self) -> Option<(&'static str, String)> {
+        if self.state() != State::Down {
+            return None;
+        }
+        let reason = self.socket.failure().map_or("other", |d| d.reason);
+        Some((reason, self.last_error().unwrap_or_default()))
+    }
+
+    /// What `err`, met on this endpoint, means for a person: the explanation it carries, else
+    /// the one its connection left (a connection that failed before HTTP/2 began ends its calls
+    /// with no more than "connection closed"), else its own words.
+    pub(crate) fn explain(&self, err: &(dyn std::error::Error + 'static)) -> String {
+        if let Some(why) = crate::diagnose::explanation(err) {
+            return why;
+        }
+        if let Some(why) = self.socket.failure() {
+            return why.message;
+        }
+        // tonic's connect timeout (hyper-timeout's, an I/O error around tokio's `Elapsed`).
+        if crate::diagnose::find::<tokio::time::error::Elapsed>(err).is_some() {
+            let why = crate::diagnose::connect_timeout();
+            self.socket.failed(&self.authority, &why);
+            return why.message;
+        }
+        crate::error::display_chain(err)
     }
 }
 
@@ -304,10 +332,7 @@ async fn watch_health(endpoint: Weak<Endpoint>, service: String) {
             Err(status) => {
                 tracing::debug!(%status, "health watch failed");
                 if let Some(e) = endpoint.upgrade() {
-                    e.set_down(crate::error::with_causes(
-                        status.message().to_owned(),
-                        &status,
-                    ));
+                    e.set_down(e.explain(&status));
                 }
             }
         }

@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::io::ErrorKind;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -26,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::channelz::SocketStats;
+use crate::diagnose::{self, Diagnosis, Explained};
 use crate::error::BoxError;
 use crate::framing::FrameScanner;
 use crate::h2::{
@@ -69,8 +71,36 @@ impl Keepalive {
     }
 }
 
-/// An endpoint's connection now, for channelz: set by each new connection.
-pub(crate) type CurrentSocket = Arc<Mutex<Weak<SocketStats>>>;
+/// An endpoint's connection now: its channelz numbers, set by each new connection, and why the
+/// last one failed before HTTP/2 began (cleared when one begins). A connection that fails that
+/// early ends its calls with no more than "connection closed"; this is what they mean.
+#[derive(Debug, Default)]
+pub(crate) struct Link {
+    socket: Mutex<Weak<SocketStats>>,
+    failure: Mutex<Option<Diagnosis>>,
+}
+
+impl Link {
+    /// The open connection's numbers, if one is open.
+    pub(crate) fn socket(&self) -> Option<Arc<SocketStats>> {
+        crate::sync::lock(&self.socket).upgrade()
+    }
+
+    /// Why the last connection failed before HTTP/2 began, if it did.
+    pub(crate) fn failure(&self) -> Option<Diagnosis> {
+        crate::sync::lock(&self.failure).clone()
+    }
+
+    /// The connection to `endpoint` failed for `why`: logged (at info, once per connection)
+    /// and kept.
+    pub(crate) fn failed(&self, endpoint: &str, why: &Diagnosis) {
+        tracing::info!(endpoint, why = why.message, "connection failed");
+        *crate::sync::lock(&self.failure) = Some(why.clone());
+    }
+}
+
+/// An endpoint's [`Link`], shared by its connector and the balancer.
+pub(crate) type CurrentSocket = Arc<Link>;
 
 /// Makes one endpoint's connections: TCP (no Nagle), TLS if configured, then the frame watch.
 #[derive(Debug, Clone)]
@@ -104,21 +134,24 @@ impl Connector {
         let host = uri.host().ok_or("the endpoint has no host")?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().ok_or("the endpoint has no port")?;
-        let tcp = TcpStream::connect((host, port)).await?;
-        tcp.set_nodelay(true)?;
-        let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
-        let (stream, tls): (Box<dyn Io>, _) = match &self.tls {
-            Some(tls) => {
-                let stream = tls.handshake(host, tcp).await?;
-                let info = channelz_tls(stream.get_ref().1, tls.local_certificate().to_vec());
-                (Box::new(stream), Some(info))
+        let (stream, local, remote, tls) = match self.open(host, port).await {
+            Ok(opened) => opened,
+            Err(err) => {
+                let why = diagnose::connect_failure(&err, self.tls.is_some());
+                self.current.failed(&self.endpoint, &why);
+                let message = why.message;
+                return Err(Box::new(Explained::io(
+                    err.kind(),
+                    message,
+                    Some(Box::new(err)),
+                )));
             }
-            None => (Box::new(tcp), None),
         };
         let stats = SocketStats::register(local, remote, tls);
-        *crate::sync::lock(&self.current) = Arc::downgrade(&stats);
+        *crate::sync::lock(&self.current.socket) = Arc::downgrade(&stats);
         Ok(TokioIo::new(Watched {
             inner: stream,
+            head: Some(Vec::new()),
             reading: Framer::new(0).keeping(GOAWAY),
             writing: Framer::new(PREFACE.len()),
             watch: Watch {
@@ -129,6 +162,31 @@ impl Connector {
                 connector: self,
             },
         }))
+    }
+}
+
+/// A connection made: the stream, its addresses, and its TLS for channelz.
+type Opened = (
+    Box<dyn Io>,
+    Option<std::net::SocketAddr>,
+    Option<std::net::SocketAddr>,
+    Option<crate::channelz::registry::TlsInfo>,
+);
+
+impl Connector {
+    /// TCP (no Nagle), then TLS when configured.
+    async fn open(&self, host: &str, port: u16) -> std::io::Result<Opened> {
+        let tcp = TcpStream::connect((host, port)).await?;
+        tcp.set_nodelay(true)?;
+        let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
+        Ok(match &self.tls {
+            Some(tls) => {
+                let stream = tls.handshake(host, tcp).await?;
+                let info = channelz_tls(stream.get_ref().1, tls.local_certificate().to_vec());
+                (Box::new(stream), local, remote, Some(info))
+            }
+            None => (Box::new(tcp), local, remote, None),
+        })
     }
 }
 
@@ -153,6 +211,9 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// ways for channelz's numbers.
 pub(crate) struct Watched {
     inner: Box<dyn Io>,
+    /// The server's first bytes until there are four (enough to tell HTTP/2 from TLS, HTTP/1 or
+    /// anything else); `None` once judged.
+    head: Option<Vec<u8>>,
     reading: Framer,
     writing: Framer,
     watch: Watch,
@@ -181,6 +242,15 @@ impl Watch {
                 self.told = true;
                 let c = &self.connector;
                 c.keepalive.too_many_pings(&c.endpoint, c.used);
+            }
+            GOAWAY => {
+                let code = payload
+                    .get(4..8)
+                    .map_or(0, |c| u32::from_be_bytes(c.try_into().unwrap_or_default()));
+                let why = diagnose::goaway(code, payload.get(8..).unwrap_or_default());
+                self.connector
+                    .current
+                    .failed(&self.connector.endpoint, &why);
             }
             _ => {}
         }
@@ -239,6 +309,72 @@ impl Watched {
     }
 }
 
+impl Watched {
+    /// Judges what the server sent before HTTP/2 began (`read`: this read's bytes, or its
+    /// error): nothing (closed at once), a TLS alert, TLS or HTTP/1 bytes. Such a connection
+    /// ends with the explanation, which its endpoint's [`Link`] keeps.
+    fn judge(&mut self, read: Result<&[u8], std::io::Error>) -> std::io::Result<()> {
+        let Some(head) = self.head.as_mut() else {
+            return read.map(|_| ());
+        };
+        let link = &self.watch.connector.current;
+        let tls = self.watch.connector.tls.is_some();
+        let (why, kind, source) = match read {
+            Ok([]) => (
+                diagnose::closed_at_once(tls),
+                ErrorKind::UnexpectedEof,
+                None,
+            ),
+            Ok(bytes) => {
+                // Up to 16 bytes, for the message; judged once there are 4.
+                head.extend_from_slice(&bytes[..bytes.len().min(16 - head.len())]);
+                if head.len() < 4 {
+                    return Ok(());
+                }
+                let why = diagnose::first_bytes(head, tls);
+                self.head = None;
+                match why {
+                    Some(why) => (why, ErrorKind::InvalidData, None),
+                    None => {
+                        *crate::sync::lock(&link.failure) = None;
+                        return Ok(());
+                    }
+                }
+            }
+            Err(err) => {
+                let why = diagnose::failed_early(&err);
+                (why, err.kind(), Some(Box::new(err) as BoxError))
+            }
+        };
+        self.head = None;
+        link.failed(&self.watch.connector.endpoint, &why);
+        Err(Explained::io(kind, why.message, source))
+    }
+}
+
+impl Watched {
+    /// A write failed: before the server sent anything, the server closed the connection at
+    /// once (a TLS server reading our HTTP/2 preface, say), which the error alone does not say.
+    fn write_failed(&mut self, cx: &mut Context<'_>, err: std::io::Error) -> std::io::Error {
+        if self.head.is_none() {
+            return err;
+        }
+        // It may have said why before it closed (a TLS alert): that is read first.
+        let mut scratch = [0; 64];
+        let mut unread = ReadBuf::new(&mut scratch);
+        if let Poll::Ready(Err(said)) = Pin::new(&mut self.inner).poll_read(cx, &mut unread)
+            && let Err(explained) = self.judge(Err(said))
+        {
+            return explained;
+        }
+        self.head = None;
+        let connector = &self.watch.connector;
+        let why = diagnose::closed_at_once(connector.tls.is_some());
+        connector.current.failed(&connector.endpoint, &why);
+        Explained::io(err.kind(), why.message, Some(Box::new(err)))
+    }
+}
+
 impl AsyncRead for Watched {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -247,7 +383,8 @@ impl AsyncRead for Watched {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let read = std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf));
+        this.judge(read.map(|()| &buf.filled()[before..]))?;
         let watch = std::cell::RefCell::new(&mut this.watch);
         this.reading.feed_with_data(
             &buf.filled()[before..],
@@ -265,7 +402,8 @@ impl AsyncWrite for Watched {
         bytes: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, bytes))?;
+        let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, bytes))
+            .map_err(|err| this.write_failed(cx, err))?;
         this.wrote(&[std::io::IoSlice::new(bytes)], n);
         Poll::Ready(Ok(n))
     }
@@ -276,7 +414,8 @@ impl AsyncWrite for Watched {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let n = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        let n = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))
+            .map_err(|err| this.write_failed(cx, err))?;
         this.wrote(bufs, n);
         Poll::Ready(Ok(n))
     }
@@ -286,7 +425,10 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        Pin::new(&mut this.inner)
+            .poll_flush(cx)
+            .map_err(|err| this.write_failed(cx, err))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

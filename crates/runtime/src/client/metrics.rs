@@ -173,6 +173,22 @@ fn encode_endpoints(
     write_family(
         encoder,
         (
+            "calcmesh_client_endpoint_down",
+            "1 for each endpoint that is down, by reason (refused, unresolved, timeout, tls_required, not_tls, client_certificate_required, client_certificate_refused, server_certificate_untrusted, server_certificate_expired, server_name_mismatch, not_http2, closed, goaway, unreachable, other)",
+            Gauge,
+        ),
+        endpoints.iter().filter_map(|e| {
+            let (reason, _) = e.1.down_reason()?;
+            let [target, endpoint] = endpoint(e);
+            Some((
+                [target, endpoint, ("reason", reason.to_owned())],
+                ConstGauge::new(1),
+            ))
+        }),
+    )?;
+    write_family(
+        encoder,
+        (
             "calcmesh_client_endpoint_outstanding",
             "Calls in progress on the endpoint",
             Gauge,

@@ -49,6 +49,10 @@ pub struct EndpointStatus {
     /// Times it went out of rotation (health or reachability), and times it was ejected as an
     /// outlier.
     pub ejections: u64,
+    /// When DOWN: why, in one of a few words ([`Diagnosis::reason`](crate::diagnose::Diagnosis)).
+    pub reason: Option<&'static str>,
+    /// When DOWN: what went wrong and what fixes it.
+    pub error: Option<String>,
 }
 
 impl MeshChannel {
@@ -65,6 +69,7 @@ impl MeshChannel {
                     .iter()
                     .map(|r| e.outliers.ejections(*r))
                     .sum();
+                let (reason, error) = e.down_reason().unzip();
                 EndpointStatus {
                     address: e.authority.clone(),
                     state: state_name(e.state(), e.outliers.ejected()),
@@ -72,6 +77,8 @@ impl MeshChannel {
                     calls,
                     failures,
                     ejections: e.ejections() + outliers,
+                    reason,
+                    error,
                 }
             })
             .collect();

@@ -542,17 +542,76 @@ fn accept(
             };
             let (acceptor, tx) = (tls.acceptor(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(policed(Conn::Tls(Box::new(stream))))).await;
-                    }
-                    Ok(Err(err)) => tracing::warn!(%peer, %err, "TLS handshake failed"),
-                    Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+                if let Some(stream) = tls_handshake(acceptor, tcp, peer, deadline).await {
+                    let _ = tx.send(Ok(policed(Conn::Tls(Box::new(stream))))).await;
                 }
             });
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// The TLS handshake of a connection from `peer`, by `deadline`. A failure is logged once, at
+/// info, saying what went wrong on the client's side of it; the connection is then read until
+/// the client closes it (or the deadline), so that closing sends no reset, which could make the
+/// client's kernel drop the TLS alert that tells it why.
+async fn tls_handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    mut tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    if refused_plaintext(&mut tcp, deadline).await {
+        let why = crate::diagnose::plaintext_client();
+        tracing::info!(%peer, why, "TLS handshake failed");
+        drain(tcp, deadline).await;
+        return None;
+    }
+    let (err, tcp) =
+        match tokio::time::timeout_at(deadline, acceptor.accept(tcp).into_fallible()).await {
+            Ok(Ok(stream)) => return Some(stream),
+            Ok(Err(failed)) => failed,
+            Err(_) => {
+                tracing::warn!(%peer, "TLS handshake timed out");
+                return None;
+            }
+        };
+    let why = crate::diagnose::server_handshake(&err);
+    tracing::info!(%peer, why, "TLS handshake failed");
+    drain(tcp, deadline).await;
+    None
+}
+
+/// Reads `tcp` until the peer closes it or `deadline`, then drops it.
+async fn drain(mut tcp: tokio::net::TcpStream, deadline: tokio::time::Instant) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0; 1024];
+    let reading = async { while matches!(tcp.read(&mut sink).await, Ok(1..)) {} };
+    let _ = tokio::time::timeout_at(deadline, reading).await;
+}
+
+/// A client that starts with the HTTP/2 preface on a TLS port is answered in HTTP/2 — SETTINGS
+/// and GOAWAY INADEQUATE_SECURITY "this server requires TLS" — which every gRPC client can show,
+/// where a TLS alert or a closed connection would say nothing to it. Whether it did.
+async fn refused_plaintext(
+    tcp: &mut tokio::net::TcpStream,
+    deadline: tokio::time::Instant,
+) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let mut head = [0; 4];
+    let peeked = tokio::time::timeout_at(deadline, tcp.peek(&mut head)).await;
+    if !matches!(peeked, Ok(Ok(4))) || head != crate::h2::PREFACE[..4] {
+        return false;
+    }
+    let goaway = crate::h2::goaway(
+        0,
+        crate::h2::INADEQUATE_SECURITY,
+        crate::diagnose::TLS_REQUIRED.as_bytes(),
+    );
+    let answer = [&crate::h2::EMPTY_SETTINGS[..], &goaway].concat();
+    let _ = tokio::time::timeout_at(deadline, tcp.write_all(&answer)).await;
+    let _ = tcp.shutdown().await;
+    true
 }
 
 /// The length of the HTTP/2 client connection preface.
@@ -604,6 +663,13 @@ impl tokio::io::AsyncRead for Preface {
         match this.conn.poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let read = buf.filled().len() - before;
+                if *this.remaining == PREFACE_LEN && buf.filled()[before..].starts_with(&[22, 3]) {
+                    // A TLS ClientHello where the preface belongs: hyper ends the connection.
+                    tracing::info!(
+                        why = crate::diagnose::tls_client(),
+                        "not an HTTP/2 connection"
+                    );
+                }
                 *this.remaining = this.remaining.saturating_sub(read);
                 if *this.remaining == 0 || read == 0 {
                     *this.deadline = None;
