@@ -388,7 +388,8 @@ async fn an_http_status_instead_of_grpc_maps_as_the_spec_says() {
 }
 
 /// The evaluator's channel says the same: its log once per connection, `/api/mesh` (what the
-/// dashboard shows) and `calcmesh_client_endpoint_down` with the reason.
+/// dashboard shows), `calcmesh_client_endpoint_down` with the reason, and channelz (the
+/// subchannel's trace, as grpc-go's own channelz client reads it).
 #[tokio::test]
 async fn the_evaluators_channel_shows_the_cause_in_its_log_api_and_metrics() {
     let pki = certs("evaluator", None).await;
@@ -401,6 +402,7 @@ async fn the_evaluators_channel_shows_the_cause_in_its_log_api_and_metrics() {
         "--insecure",
         "--admin",
         "127.0.0.1:0",
+        "--channelz",
         "--calculator",
         &server.addr,
     ];
@@ -425,6 +427,22 @@ async fn the_evaluators_channel_shows_the_cause_in_its_log_api_and_metrics() {
     )
     .await;
     assert!(evaluator.logs().contains(message), "{}", evaluator.logs());
+    let grpc = (evaluator.lines.iter())
+        .find_map(|l| l.strip_prefix("listening on "))
+        .expect("the evaluator's address");
+    let reader = common::root().join("target/interop/go/bin/calc-channelz");
+    let out = common::run(reader, &["-target", grpc], "").await;
+    assert_eq!(out.code, Some(0), "calc-channelz: {}", out.stderr);
+    let z: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let sub = &z["channels"][0]["subchannels"][0]["subchannel"]["data"];
+    assert_eq!(sub["state"]["state"], "TRANSIENT_FAILURE", "{z}");
+    let event = &sub["trace"]["events"][0];
+    assert_eq!(event["severity"], "CT_ERROR", "{z}");
+    let description = event["description"].as_str().unwrap_or_default();
+    assert!(
+        description.starts_with(&format!("connection failed: {message}")),
+        "{z}"
+    );
 }
 
 #[tokio::test]

@@ -241,6 +241,8 @@ pub(crate) struct SubchannelSnapshot {
     pub(crate) calls: CallCounts,
     /// Its connection, if it has one open.
     pub(crate) socket: Option<Arc<SocketStats>>,
+    /// Why its last connection failed before HTTP/2 began, and when (ms since the Unix epoch).
+    pub(crate) failure: Option<(String, i64)>,
 }
 
 /// A channel now.

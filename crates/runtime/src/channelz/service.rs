@@ -59,7 +59,22 @@ fn channel_data(target: &str, state: Connectivity, calls: CallCounts) -> pb::Cha
         calls_succeeded: calls.succeeded,
         calls_failed: calls.failed,
         last_call_started_timestamp: timestamp(calls.last_started_ms),
+        trace: None,
     }
+}
+
+/// A subchannel's trace: its last connection failure, while that is the latest news.
+fn trace(failure: Option<&(String, i64)>) -> Option<pb::ChannelTrace> {
+    let (description, at) = failure?;
+    Some(pb::ChannelTrace {
+        num_events_logged: 1,
+        creation_timestamp: None,
+        events: vec![pb::ChannelTraceEvent {
+            description: format!("connection failed: {description}"),
+            severity: pb::channel_trace_event::Severity::CtError as i32,
+            timestamp: timestamp(*at),
+        }],
+    })
 }
 
 fn socket_ref(socket: &SocketStats) -> pb::SocketRef {
@@ -255,7 +270,10 @@ impl Channelz for ChannelzService {
         Ok(Response::new(pb::GetSubchannelResponse {
             subchannel: Some(pb::Subchannel {
                 r#ref: Some(subchannel_ref(&sub)),
-                data: Some(channel_data(&sub.address, sub.state, sub.calls)),
+                data: Some(pb::ChannelData {
+                    trace: trace(sub.failure.as_ref()),
+                    ..channel_data(&sub.address, sub.state, sub.calls)
+                }),
                 socket_ref: sub.socket.iter().map(|s| socket_ref(s)).collect(),
             }),
         }))

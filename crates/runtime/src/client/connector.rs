@@ -77,7 +77,7 @@ impl Keepalive {
 #[derive(Debug, Default)]
 pub(crate) struct Link {
     socket: Mutex<Weak<SocketStats>>,
-    failure: Mutex<Option<Diagnosis>>,
+    failure: Mutex<Option<(Diagnosis, i64)>>,
 }
 
 impl Link {
@@ -88,6 +88,11 @@ impl Link {
 
     /// Why the last connection failed before HTTP/2 began, if it did.
     pub(crate) fn failure(&self) -> Option<Diagnosis> {
+        self.failure_event().map(|(why, _)| why)
+    }
+
+    /// The same, with when it happened (ms since the Unix epoch), for channelz's trace.
+    pub(crate) fn failure_event(&self) -> Option<(Diagnosis, i64)> {
         crate::sync::lock(&self.failure).clone()
     }
 
@@ -95,7 +100,8 @@ impl Link {
     /// and kept.
     pub(crate) fn failed(&self, endpoint: &str, why: &Diagnosis) {
         tracing::info!(endpoint, why = why.message, "connection failed");
-        *crate::sync::lock(&self.failure) = Some(why.clone());
+        *crate::sync::lock(&self.failure) =
+            Some((why.clone(), crate::channelz::registry::now_ms()));
     }
 }
 

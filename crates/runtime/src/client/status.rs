@@ -127,6 +127,7 @@ impl ChannelSource for super::Shared {
                 state: e.connectivity(),
                 calls: e.calls(),
                 socket: e.socket_now(),
+                failure: (e.socket.failure_event()).map(|(why, at)| (why.message, at)),
             })
             .collect();
         let mut calls = CallCounts::default();
