@@ -125,6 +125,32 @@ impl prometheus_client::collector::Collector for ChannelsCollector {
     }
 }
 
+/// Per endpoint that is down: why (the reason of its last connection failure).
+fn encode_down(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    endpoints: &[(String, Arc<crate::client::balance::Endpoint>)],
+) -> Result<(), fmt::Error> {
+    use prometheus_client::metrics::MetricType::Gauge;
+    use prometheus_client::metrics::gauge::ConstGauge;
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_endpoint_down",
+            "1 for each endpoint that is down, by reason (refused, unresolved, timeout, tls_required, not_tls, client_certificate_required, client_certificate_refused, server_certificate_untrusted, server_certificate_expired, server_name_mismatch, not_http2, closed, goaway, unreachable, other)",
+            Gauge,
+        ),
+        endpoints.iter().filter_map(|e| {
+            let (reason, _) = e.1.down_reason()?;
+            let labels = [
+                ("target", e.0.clone()),
+                ("endpoint", e.1.authority.clone()),
+                ("reason", reason.to_owned()),
+            ];
+            Some((labels, ConstGauge::new(1)))
+        }),
+    )
+}
+
 /// Per target: endpoints by state; per endpoint: calls outstanding and ejections.
 fn encode_endpoints(
     encoder: &mut prometheus_client::encoding::DescriptorEncoder,
@@ -170,22 +196,7 @@ fn encode_endpoints(
             })
         }),
     )?;
-    write_family(
-        encoder,
-        (
-            "calcmesh_client_endpoint_down",
-            "1 for each endpoint that is down, by reason (refused, unresolved, timeout, tls_required, not_tls, client_certificate_required, client_certificate_refused, server_certificate_untrusted, server_certificate_expired, server_name_mismatch, not_http2, closed, goaway, unreachable, other)",
-            Gauge,
-        ),
-        endpoints.iter().filter_map(|e| {
-            let (reason, _) = e.1.down_reason()?;
-            let [target, endpoint] = endpoint(e);
-            Some((
-                [target, endpoint, ("reason", reason.to_owned())],
-                ConstGauge::new(1),
-            ))
-        }),
-    )?;
+    encode_down(encoder, &endpoints)?;
     write_family(
         encoder,
         (
