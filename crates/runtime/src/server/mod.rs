@@ -313,6 +313,24 @@ impl Server {
         )
     }
 
+    /// The services added, and those every server serves: health, reflection (v1 and v1alpha)
+    /// and, when configured, channelz.
+    fn all_routes(&mut self) -> Result<RoutesBuilder, ServeError> {
+        let mut routes = std::mem::take(&mut self.routes);
+        if self.config.channelz {
+            routes.add_service(crate::channelz::ChannelzService::server());
+            self.descriptors
+                .push(calcmesh_proto::CHANNELZ_DESCRIPTOR_SET);
+        }
+        let reflection_v1 = self.reflection().build_v1()?;
+        let reflection_v1alpha = self.reflection().build_v1alpha()?;
+        routes
+            .add_service(self.health.service())
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        Ok(routes)
+    }
+
     /// Serves on `listener` until `shutdown` completes, then drains gracefully: health turns
     /// NOT_SERVING, the listener closes, connections get a GOAWAY, and in-flight calls have
     /// [`ServerConfig::grace_period`] to finish before the remaining connections are closed.
@@ -328,14 +346,7 @@ impl Server {
         self.check_listen(addr)?;
         let metrics = self.metrics();
         let channelz = crate::channelz::registry::register_server(addr, metrics.clone());
-        let mut routes = std::mem::take(&mut self.routes);
-        if self.config.channelz {
-            routes.add_service(crate::channelz::ChannelzService::server());
-            self.descriptors
-                .push(calcmesh_proto::CHANNELZ_DESCRIPTOR_SET);
-        }
-        let reflection_v1 = self.reflection().build_v1()?;
-        let reflection_v1alpha = self.reflection().build_v1alpha()?;
+        let routes = self.all_routes()?;
         let Server {
             config,
             health,
@@ -343,28 +354,10 @@ impl Server {
             faults,
             ..
         } = self;
-        routes
-            .add_service(health.service())
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
 
         // Sockets are counted for channelz only when it is served: nobody else reads them.
         let sockets = config.channelz.then(|| channelz.entry.clone());
         let incoming = accept(listener, &config, stats, sockets);
-        let advertise = config
-            .advertise
-            .clone()
-            .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.to_string()))
-            .and_then(|a| http::HeaderValue::try_from(a).ok());
-        let endpoint_header =
-            tower::util::MapResponseLayer::new(move |mut response: http::Response<Body>| {
-                if let Some(value) = &advertise {
-                    response
-                        .headers_mut()
-                        .insert(ENDPOINT_HEADER_NAME.clone(), value.clone());
-                }
-                response
-            });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let calls = tower::ServiceBuilder::new()
             .layer(RpcTelemetryLayer::new(metrics.clone()))
@@ -372,7 +365,7 @@ impl Server {
                 config.max_message_size,
                 config.compress_answers,
             ))
-            .layer(endpoint_header)
+            .layer(endpoint_header(config.advertise.clone(), addr))
             .layer(AuthzLayer::new(config.policy.clone()))
             // Only when there are faults: no layer, no cost per call.
             .option_layer(
@@ -418,16 +411,46 @@ impl Server {
         tracing::info!(%addr, ?grace, in_flight, "draining: health is NOT_SERVING, no new connections, in-flight calls may finish");
         health.drain();
         let _ = stop_tx.send(());
-        let started = Instant::now();
-        match tokio::time::timeout(grace, server).await {
-            Ok(()) => {
-                tracing::info!(%addr, elapsed = ?started.elapsed(), in_flight_at_start = in_flight, "drained: every connection closed");
-            }
-            Err(_) => {
-                tracing::warn!(%addr, ?grace, unfinished = metrics.in_flight(), "grace period over: closing the connections still open")
-            }
-        }
+        drain_within(grace, server, addr, &metrics).await;
         Ok(())
+    }
+}
+
+/// The layer that names the serving instance in every response (`ENDPOINT_HEADER`): the
+/// `advertise` address configured, else `addr` unless it is unspecified.
+fn endpoint_header(
+    advertise: Option<String>,
+    addr: SocketAddr,
+) -> tower::util::MapResponseLayer<impl Fn(http::Response<Body>) -> http::Response<Body> + Clone> {
+    let advertise = advertise
+        .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.to_string()))
+        .and_then(|a| http::HeaderValue::try_from(a).ok());
+    tower::util::MapResponseLayer::new(move |mut response: http::Response<Body>| {
+        if let Some(value) = &advertise {
+            response
+                .headers_mut()
+                .insert(ENDPOINT_HEADER_NAME.clone(), value.clone());
+        }
+        response
+    })
+}
+
+/// Waits for a draining `server` to close its last connection, at most `grace`; says which.
+async fn drain_within(
+    grace: Duration,
+    server: impl Future<Output = ()>,
+    addr: SocketAddr,
+    metrics: &ServerMetrics,
+) {
+    let in_flight = metrics.in_flight();
+    let started = Instant::now();
+    match tokio::time::timeout(grace, server).await {
+        Ok(()) => {
+            tracing::info!(%addr, elapsed = ?started.elapsed(), in_flight_at_start = in_flight, "drained: every connection closed");
+        }
+        Err(_) => {
+            tracing::warn!(%addr, ?grace, unfinished = metrics.in_flight(), "grace period over: closing the connections still open")
+        }
     }
 }
 
