@@ -311,7 +311,6 @@ pub(crate) fn goaway(code: u32, debug: &[u8]) -> Diagnosis {
         return needs_tls();
     }
     let name = match code {
-        0 => "NO_ERROR (it is shutting down or closing old connections)",
         1 => "PROTOCOL_ERROR",
         2 => "INTERNAL_ERROR",
         11 => "ENHANCE_YOUR_CALM",

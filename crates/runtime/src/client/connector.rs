@@ -253,10 +253,13 @@ impl Watch {
                 let code = payload
                     .get(4..8)
                     .map_or(0, |c| u32::from_be_bytes(c.try_into().unwrap_or_default()));
-                let why = diagnose::goaway(code, payload.get(8..).unwrap_or_default());
-                self.connector
-                    .current
-                    .failed(&self.connector.endpoint, &why);
+                // NO_ERROR is a server closing an old connection or draining: no failure.
+                if code != 0 {
+                    let why = diagnose::goaway(code, payload.get(8..).unwrap_or_default());
+                    self.connector
+                        .current
+                        .failed(&self.connector.endpoint, &why);
+                }
             }
             _ => {}
         }
