@@ -73,6 +73,22 @@ fn says(stderr: &str, addr: &str, message: &str) {
     for vague in ["connection closed", "operation was canceled", "broken pipe"] {
         assert!(!stderr.contains(vague), "`{vague}` in:\n{stderr}");
     }
+    in_readme(message);
+}
+
+/// The README's table "When the connection fails" shows `message` as the CLI prints it.
+fn in_readme(message: &str) {
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let readme = std::fs::read_to_string(readme).expect("README.md");
+    let table = readme
+        .split("### When the connection fails")
+        .nth(1)
+        .and_then(|rest| rest.split("\n#").next())
+        .expect("README.md has a section `### When the connection fails`");
+    assert!(
+        table.contains(message),
+        "README.md's table `When the connection fails` should show `{message}` as the CLI prints it"
+    );
 }
 
 /// The server logged `why` for a peer on loopback (at info, as its handshake failed).
@@ -132,13 +148,7 @@ async fn a_tls_client_at_a_plaintext_server_is_told_to_leave_out_ca() {
         &server.addr,
         "the server answered the TLS handshake with something that is not TLS: it serves without TLS, so leave out --ca, --cert and --key",
     );
-    common::eventually_explained(
-        "the server's side in its log",
-        std::time::Duration::from_secs(5),
-        || async { server.logs().contains("a TLS client on a port without TLS") },
-        || server.logs(),
-    )
-    .await;
+    logged(&server, "a TLS client on a port without TLS").await;
 }
 
 #[tokio::test]
@@ -247,12 +257,10 @@ async fn an_identity_the_policy_does_not_admit_is_named_with_the_method() {
     ];
     let server = tls_calculator(&pki, &pki, &allow).await;
     let stderr = calc(&server.addr, &strs(&with_client(&pki, &pki))).await;
-    assert!(
-        stderr.contains(
-            "PERMISSION_DENIED: spiffe://calcmesh/admin may not call /calculator.Calculator/Calculate"
-        ),
-        "{stderr}"
-    );
+    let denied =
+        "PERMISSION_DENIED: spiffe://calcmesh/admin may not call /calculator.Calculator/Calculate";
+    assert!(stderr.contains(denied), "{stderr}");
+    in_readme(denied);
 }
 
 /// A loopback listener that answers every connection with `answer` (after reading what the
@@ -369,21 +377,23 @@ async fn http2_answering(status: u16) -> String {
 
 #[tokio::test]
 async fn an_http_status_instead_of_grpc_maps_as_the_spec_says() {
-    for (status, code) in [
-        (404, "UNIMPLEMENTED"),
-        (503, "UNAVAILABLE"),
-        (403, "PERMISSION_DENIED"),
+    for (status, reason, code) in [
+        (404, "Not Found", "UNIMPLEMENTED"),
+        (503, "Service Unavailable", "UNAVAILABLE"),
+        (403, "Forbidden", "PERMISSION_DENIED"),
     ] {
         let addr = http2_answering(status).await;
         let stderr = calc(&addr, &[]).await;
-        assert!(
-            stderr.contains(&format!("error: {code}: ")),
-            "HTTP {status}: {stderr}"
+        let message = format!(
+            "the server answered HTTP {status} {reason} (text/html), not gRPC: is a proxy or a web server at this address, or does the server not serve this method?"
         );
         assert!(
-            stderr.contains(&status.to_string()),
-            "HTTP {status}: {stderr}"
+            stderr.contains(&format!("error: {code}: ")) && stderr.contains(&message),
+            "HTTP {status}: expected {code} and `{message}` in:\n{stderr}"
         );
+        if status == 404 {
+            in_readme(&message); // the README's row shows the first
+        }
     }
 }
 

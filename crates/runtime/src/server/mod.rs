@@ -663,6 +663,14 @@ impl Preface {
     }
 }
 
+/// The peer's address as the server's logs show it (`127.0.0.1:40000`), or `unknown`.
+fn peer_of(conn: &Conn) -> String {
+    use tonic::transport::server::Connected;
+    conn.connect_info()
+        .remote
+        .map_or_else(|| "unknown".to_owned(), |remote| remote.to_string())
+}
+
 impl tonic::transport::server::Connected for Preface {
     type ConnectInfo = crate::tls::PeerInfo;
 
@@ -678,17 +686,18 @@ impl tokio::io::AsyncRead for Preface {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         use std::task::Poll;
-        let this = self.project();
+        let mut this = self.project();
         let Some(deadline) = this.deadline.as_mut() else {
             return this.conn.poll_read(cx, buf);
         };
         let before = buf.filled().len();
-        match this.conn.poll_read(cx, buf) {
+        match this.conn.as_mut().poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let read = buf.filled().len() - before;
                 if *this.remaining == PREFACE_LEN && buf.filled()[before..].starts_with(&[22, 3]) {
                     // A TLS ClientHello where the preface belongs: hyper ends the connection.
                     tracing::info!(
+                        peer = %peer_of(&this.conn),
                         why = crate::diagnose::tls_client(),
                         "not an HTTP/2 connection"
                     );
