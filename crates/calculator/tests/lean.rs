@@ -75,9 +75,16 @@ async fn the_lean_path_answers_as_tonic_does() {
         &config,
         CalculatorService::new(),
     ));
-    let tonic_only = Running::start(Server::new(config.clone()).add_service(
-        calcmesh_calculator::server(CalculatorService::new(), config.max_message_size),
-    ));
+    // The same runtime server and descriptors (the server checks a unary call's message count
+    // from them), with tonic's generated service in place of the lean path.
+    let tonic_only = Running::start(
+        Server::new(config.clone())
+            .add_service(calcmesh_calculator::server(
+                CalculatorService::new(),
+                config.max_message_size,
+            ))
+            .add_descriptors(calcmesh_proto::FILE_DESCRIPTOR_SET),
+    );
     let times = framed(0, &request(10.0, "*", 5.0));
     let (head, tail) = times.split_at(4);
     let plain: &[(&str, &str)] = &[];

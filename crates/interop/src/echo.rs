@@ -7,8 +7,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http::{HeaderMap, HeaderName};
 use tonic::body::Body;
 use tonic::server::NamedService;
 
@@ -49,60 +48,13 @@ where
             if let Some(value) = initial {
                 response.headers_mut().insert(INITIAL, value);
             }
-            let Some(value) = trailing else {
-                return Ok(response);
-            };
-            // A trailers-only response (an error before any message) carries its trailers in
-            // the headers.
-            if response.headers().contains_key("grpc-status") {
-                response.headers_mut().insert(TRAILING, value);
-                return Ok(response);
+            let mut trailers = HeaderMap::new();
+            if let Some(value) = trailing {
+                trailers.insert(TRAILING, value);
             }
-            Ok(response.map(|inner| {
-                Body::new(WithTrailer {
-                    inner,
-                    value: Some(value),
-                })
-            }))
+            Ok(calcmesh_runtime::server::trailers::append(
+                response, trailers,
+            ))
         })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that adds the echoed header to its trailers.
-    struct WithTrailer {
-        #[pin]
-        inner: Body,
-        value: Option<HeaderValue>,
-    }
-}
-
-impl HttpBody for WithTrailer {
-    type Data = bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
-                let mut trailers = frame.into_trailers().unwrap_or_else(|_| HeaderMap::new());
-                if let Some(value) = this.value.take() {
-                    trailers.insert(TRAILING, value);
-                }
-                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
-            }
-            other => other,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -58,6 +58,11 @@ impl FrameScanner {
         self.scan_each(chunk, limit, |_| {})
     }
 
+    /// Whether the bytes so far stop inside a message (its prefix or its payload).
+    pub(crate) fn mid_message(&self) -> bool {
+        !matches!(self.0, State::Prefix { filled: 0, .. })
+    }
+
     /// Advances over `chunk`, calling `on_message` with the compressed flag of each message
     /// whose prefix it completes.
     pub fn flags(&mut self, chunk: &[u8], mut on_message: impl FnMut(bool)) {

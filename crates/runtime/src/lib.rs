@@ -14,6 +14,7 @@
 //!   - [`client::discovery`]: where endpoints come from — static lists, DNS, etcd — as changes.
 //!   - `client::etcd` (feature `etcd`): etcd discovery and registration, in grpc-go's layout.
 //!   - [`client::balance`]: the health-aware balancer (round_robin, least_request).
+//!   - [`client::reply`]: an answer's headers, messages and trailers apart, its cardinality checked.
 //!   - [`client::retry`]: when a failed call may be sent again, and the body that can be.
 //! - [`tls`]: TLS and mutual TLS that reload, the caller's identity; [`tls::certs`]: a development CA.
 //! - [`telemetry`]: go-grpc-prometheus metrics and each call's span ([`telemetry::metrics`]), W3C
@@ -23,7 +24,7 @@
 //! - [`channelz`]: gRPC's channelz — every server, channel and connection of the process, served
 //!   as `grpc.channelz.v1.Channelz` (`ServerConfig::channelz`).
 //! - Shared: [`codes`] (status codes by their spec names), [`compression`] (gzip, zstd, identity; servers answer in kind), [`deadline`] (the
-//!   caller's deadline, passed downstream), [`error`] (the error-chain
+//!   caller's deadline, passed downstream), `descriptors` (what the services' descriptors say of each method), [`error`] (the error-chain
 //!   walker), [`diagnose`] (what a failed connection means, for both sides), [`shutdown`] (SIGINT/SIGTERM), `backoff`, [`framing`] (gRPC message boundaries), `sync`,
 //!   `h2` (HTTP/2 frame headers read in passing: the server's ping policing, the client's
 //!   connection watch).
@@ -37,6 +38,7 @@ pub mod client;
 pub mod codes;
 pub mod compression;
 pub mod deadline;
+mod descriptors;
 pub mod diagnose;
 pub mod error;
 pub mod framing;

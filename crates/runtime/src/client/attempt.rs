@@ -2,13 +2,11 @@
 //! send, and on a transport failure decide whether to try another (gRFC A6's rules as far as
 //! they apply: only before any response, only when safe, within the deadline and the budget).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Body as HttpBody;
 use tokio::time::Instant;
 use tonic::Status;
 use tonic::body::Body;
@@ -19,7 +17,6 @@ use crate::client::balance::{Endpoint, Outstanding};
 use crate::client::message_limits::Limited;
 use crate::client::retry::{Pushback, ReplayBody, Retries, never_reached_server, unreachable};
 use crate::client::service_config::ServiceConfig;
-use crate::client::throttle::Throttle;
 use crate::error::BoxError;
 
 /// One call, as every attempt of it sends it.
@@ -200,7 +197,7 @@ impl Shared {
             Ok(channel) => tower_service::Service::call(channel, request).await,
             Err(err) => Err(err),
         };
-        let result = result.map(as_grpc);
+        let result = result.map(|r| as_grpc(super::answer::head(r)));
         // What outlier detection counts: a failed attempt now; a committed call at its end.
         match &result {
             Err(_) => outstanding.record(false),
@@ -285,7 +282,12 @@ impl Shared {
             Ok(response) => {
                 let response = response.map(|b| Limited::response(b, call.response_limit));
                 let throttle = self.live.throttle();
-                Ok(answered(response, call.deadline, outstanding, throttle))
+                Ok(super::answer::answered(
+                    response,
+                    call.deadline,
+                    outstanding,
+                    throttle,
+                ))
             }
             // The request's own message was over maxRequestMessageBytes: that is the status.
             Err(err) => Err(match call.request_over_limit.get() {
@@ -420,43 +422,6 @@ pub(super) async fn sleep_within(wait: Duration, deadline: Option<Instant>) -> b
     }
 }
 
-/// The response of a call that reached a server: its body keeps the call outstanding until it
-/// ends, and tells `throttle` when the call succeeded. A tonic server whose copy of our deadline
-/// fired first answers CANCELLED "Timeout expired"; once our deadline has passed, that is
-/// DEADLINE_EXCEEDED.
-fn answered(
-    mut response: http::Response<Body>,
-    deadline: Option<Instant>,
-    outstanding: Outstanding,
-    throttle: Option<Arc<Throttle>>,
-) -> http::Response<Body> {
-    let code = trailers_only_code(&response);
-    if code == Some(tonic::Code::Ok)
-        && let Some(throttle) = &throttle
-    {
-        throttle.succeeded();
-    }
-    let cancelled = code == Some(tonic::Code::Cancelled);
-    if cancelled && deadline.is_some_and(|d| Instant::now() >= d) {
-        let headers = response.headers_mut();
-        headers.insert("grpc-status", http::HeaderValue::from_static("4"));
-        headers.insert(
-            "grpc-message",
-            http::HeaderValue::from_static("deadline exceeded"),
-        );
-    }
-    // A committed call counts as a success when its trailers say OK.
-    let throttle = throttle.filter(|_| code.is_none());
-    response.map(|body| {
-        Body::new(OutstandingBody {
-            inner: body,
-            deadline,
-            throttle,
-            outstanding,
-        })
-    })
-}
-
 /// The error of a call that will not be tried again: a transport failure is UNAVAILABLE in
 /// gRPC's terms (tonic would say UNKNOWN for a reset connection), naming the endpoints tried.
 pub(super) fn gave_up(
@@ -479,69 +444,4 @@ pub(super) fn gave_up(
     Box::new(Status::unavailable(format!(
         "{endpoint}: {cause}{attempts}"
     )))
-}
-
-/// Whether `status` comes from the connection failing (hyper's error among its sources).
-fn transport_failure(status: &Status) -> bool {
-    crate::error::is_caused_by::<hyper::Error>(status)
-}
-
-/// A response stream's failure as gRPC names it: past the deadline DEADLINE_EXCEEDED, whatever
-/// reset the stream; a connection failing mid-response UNAVAILABLE (tonic: UNKNOWN).
-fn call_error(status: Status, deadline: Option<Instant>) -> Status {
-    if deadline.is_some_and(|d| Instant::now() >= d) {
-        Status::deadline_exceeded("deadline exceeded")
-    } else if status.code() == tonic::Code::Unknown && transport_failure(&status) {
-        Status::unavailable(status.message().to_owned())
-    } else {
-        status
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps its call counted as outstanding until it ends.
-    struct OutstandingBody {
-        #[pin]
-        inner: Body,
-        deadline: Option<Instant>,
-        throttle: Option<Arc<Throttle>>,
-        outstanding: Outstanding,
-    }
-}
-
-impl HttpBody for OutstandingBody {
-    type Data = bytes::Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(Some(Err(status))) => {
-                this.outstanding.record(false);
-                Poll::Ready(Some(Err(call_error(status, *this.deadline))))
-            }
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    let ok = trailers.get("grpc-status").is_some_and(|s| s == "0");
-                    this.outstanding.record(ok);
-                    if let (true, Some(throttle)) = (ok, this.throttle.as_ref()) {
-                        throttle.succeeded();
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            other => other,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }

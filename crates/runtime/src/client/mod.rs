@@ -6,6 +6,7 @@
 //! before any response ([`crate::client::retry`]) under a retry budget, and expired deadlines reported
 //! as DEADLINE_EXCEEDED (tonic alone says CANCELLED "Timeout expired").
 
+mod answer;
 mod attempt;
 pub mod balance;
 mod config;
@@ -18,6 +19,7 @@ mod live_config;
 mod message_limits;
 pub mod metrics;
 pub mod outlier;
+pub mod reply;
 pub mod retry;
 pub mod service_config;
 mod status;

@@ -3,7 +3,11 @@
 //!
 //! A request whose `content-type` is not `application/grpc` (or `application/grpc+…`) is not a
 //! gRPC call: it gets HTTP 415, as the gRPC over HTTP/2 spec says, with `grpc-status`
-//! INVALID_ARGUMENT naming the type, so a gRPC client can say what went wrong.
+//! INVALID_ARGUMENT naming the type, so a gRPC client can say what went wrong. A codec no
+//! service here has (`application/grpc+json`: only protobuf is served) is HTTP 415 with
+//! UNIMPLEMENTED, and a method other than POST HTTP 405 with UNIMPLEMENTED. A method that takes
+//! one request message and gets none or two is UNIMPLEMENTED, the spec's cardinality violation
+//! ([`MessageSizeLimitLayer::single_request`]).
 //!
 //! gRPC says a message larger than the receiver's limit fails with RESOURCE_EXHAUSTED; tonic's
 //! own decoder answers OUT_OF_RANGE. [`MessageSizeLimitLayer`] reads the 5-byte length prefix of
@@ -14,7 +18,9 @@
 //! at the same limit and answers RESOURCE_EXHAUSTED — a small message that would inflate to
 //! gigabytes never holds more than the limit in memory.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Buf;
@@ -27,17 +33,31 @@ use crate::framing::FrameScanner;
 use crate::telemetry::metrics::ReceivedMessages;
 
 /// A tower layer that fails request messages larger than `limit` bytes with RESOURCE_EXHAUSTED.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MessageSizeLimitLayer {
     limit: usize,
     answers: CompressAnswers,
+    single: Arc<HashSet<String>>,
 }
 
 impl MessageSizeLimitLayer {
     /// A layer with a limit of `limit` bytes per (uncompressed) request message, whose server
     /// compresses `answers` as said.
     pub fn new(limit: usize, answers: CompressAnswers) -> Self {
-        Self { limit, answers }
+        Self {
+            limit,
+            answers,
+            single: Arc::default(),
+        }
+    }
+
+    /// Fails a call to one of `paths` (methods whose request is one message: unary and
+    /// server-streaming) with UNIMPLEMENTED when it sends no message or more than one — the
+    /// gRPC spec's cardinality violation, which tonic lets pass (it reads the first message
+    /// and drops the rest, or answers INTERNAL "Missing request message").
+    pub fn single_request(mut self, paths: HashSet<String>) -> Self {
+        self.single = Arc::new(paths);
+        self
     }
 }
 
@@ -49,6 +69,7 @@ impl<S> tower_layer::Layer<S> for MessageSizeLimitLayer {
             inner,
             limit: self.limit,
             answers: self.answers,
+            single: self.single.clone(),
         }
     }
 }
@@ -59,19 +80,11 @@ pub struct MessageSizeLimit<S> {
     inner: S,
     limit: usize,
     answers: CompressAnswers,
+    single: Arc<HashSet<String>>,
 }
 
-/// Whether `headers` say the body is gRPC.
-fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("application/grpc"))
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+') || rest.starts_with(';'))
-}
-
-/// HTTP 415 for a request that is not gRPC.
-fn unsupported_media_type(headers: &http::HeaderMap) -> http::Response<Body> {
+/// HTTP 415, with INVALID_ARGUMENT naming the type, for a request that is not gRPC.
+pub(crate) fn not_grpc(headers: &http::HeaderMap) -> http::Response<Body> {
     let given = headers
         .get(http::header::CONTENT_TYPE)
         .map_or_else(|| "none".to_owned(), |v| format!("{v:?}"));
@@ -81,6 +94,42 @@ fn unsupported_media_type(headers: &http::HeaderMap) -> http::Response<Body> {
     .into_http::<Body>();
     *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
     response
+}
+
+/// The answer to a request that is no gRPC call this server can take, if it is one: HTTP 415
+/// for a content type that is not gRPC (INVALID_ARGUMENT) or not protobuf (UNIMPLEMENTED: a
+/// codec no service here has), HTTP 405 for a method other than POST (UNIMPLEMENTED).
+fn refusal(request: &http::Request<Body>) -> Option<http::Response<Body>> {
+    let content_type = request.headers().get(http::header::CONTENT_TYPE);
+    let given = content_type.map_or_else(|| "none".to_owned(), |v| format!("{v:?}"));
+    let subtype = content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("application/grpc"));
+    let grpc = subtype.filter(|r| r.is_empty() || r.starts_with('+') || r.starts_with(';'));
+    let (status, code) = match grpc {
+        None => return Some(not_grpc(request.headers())),
+        Some(rest) if !matches!(rest.split(';').next(), Some("" | "+proto")) => (
+            Status::unimplemented(format!(
+                "content-type {given}: this server's messages are protobuf only (application/grpc or application/grpc+proto)"
+            )),
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        Some(_) if request.method() != http::Method::POST => (
+            Status::unimplemented(format!(
+                "HTTP method {}: a gRPC call is a POST",
+                request.method()
+            )),
+            http::StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        Some(_) => return None,
+    };
+    let mut response = status.into_http::<Body>();
+    *response.status_mut() = code;
+    if code == http::StatusCode::METHOD_NOT_ALLOWED {
+        let allow = http::HeaderValue::from_static("POST");
+        response.headers_mut().insert(http::header::ALLOW, allow);
+    }
+    Some(response)
 }
 
 impl<S> tower_service::Service<http::Request<Body>> for MessageSizeLimit<S>
@@ -100,14 +149,15 @@ where
 
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         use futures_util::future::{Either, ready};
-        if !is_grpc(req.headers()) {
-            return Either::Left(ready(Ok(unsupported_media_type(req.headers()))));
+        if let Some(refused) = refusal(&req) {
+            return Either::Left(ready(Ok(refused)));
         }
         if let Some(refused) = crate::server::encoding::admit(&mut req, self.answers) {
             return Either::Left(ready(Ok(refused)));
         }
         let limit = self.limit;
         let received = req.extensions_mut().remove::<ReceivedMessages>();
+        let single = self.single.contains(req.uri().path());
         Either::Right(self.inner.call(req.map(|body| {
             Body::new(LimitedBody {
                 inner: body,
@@ -115,6 +165,8 @@ where
                 scanner: FrameScanner::default(),
                 failed: None,
                 received,
+                single,
+                messages: 0,
             })
         })))
     }
@@ -129,7 +181,19 @@ pin_project_lite::pin_project! {
         failed: Option<Status>,
         // Counts the messages, when the telemetry layer asked (see `ReceivedMessages`).
         received: Option<ReceivedMessages>,
+        // The method takes exactly one message (see `MessageSizeLimitLayer::single_request`).
+        single: bool,
+        messages: usize,
     }
+}
+
+/// UNIMPLEMENTED for a call that takes one request message and sent `sent` (0 or 2: the
+/// second, as soon as its prefix is seen).
+fn cardinality(sent: usize) -> Status {
+    let sent = if sent == 0 { "none" } else { "more than one" };
+    Status::unimplemented(format!(
+        "this method takes exactly one request message, and the client sent {sent}"
+    ))
 }
 
 impl HttpBody for LimitedBody {
@@ -145,6 +209,13 @@ impl HttpBody for LimitedBody {
             return Poll::Ready(Some(Err(status)));
         }
         let frame = ready!(this.inner.poll_frame(cx));
+        let ended = frame
+            .as_ref()
+            .is_none_or(|f| f.as_ref().is_ok_and(Frame::is_trailers));
+        if *this.single && ended && *this.messages == 0 {
+            *this.single = false; // said once
+            return Poll::Ready(Some(Err(cardinality(0))));
+        }
         let Some(data) = frame
             .as_ref()
             .and_then(|f| f.as_ref().ok())
@@ -153,8 +224,14 @@ impl HttpBody for LimitedBody {
             return Poll::Ready(frame);
         };
         let scanned = this.scanner.scan(data.chunk(), *this.limit);
+        let whole = scanned.unwrap_or_else(|oversized| oversized.before);
         if let Some(received) = this.received.as_ref() {
-            received.add(scanned.unwrap_or_else(|oversized| oversized.before));
+            received.add(whole);
+        }
+        *this.messages += whole;
+        if *this.single && *this.messages > 1 {
+            *this.single = false;
+            return Poll::Ready(Some(Err(cardinality(*this.messages))));
         }
         if let Err(oversized) = scanned {
             let status = Status::resource_exhausted(format!(
@@ -173,7 +250,8 @@ impl HttpBody for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A missing message is still to be said at the end.
+        self.inner.is_end_stream() && !(self.single && self.messages == 0)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -19,6 +19,7 @@ pub mod keepalive;
 pub mod limits;
 mod ready;
 mod routes;
+pub mod trailers;
 mod transport;
 pub mod unary;
 pub mod web;
@@ -236,9 +237,7 @@ impl Server {
     pub fn metrics(&self) -> Arc<ServerMetrics> {
         self.metrics
             .get_or_init(|| {
-                let mut descriptors = self.descriptors.clone();
-                descriptors.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
-                let mut metrics = ServerMetrics::new(&descriptors);
+                let mut metrics = ServerMetrics::new(&self.all_descriptors());
                 if !self.config.faults.is_empty() {
                     metrics.registry_mut().register(
                         "calcmesh_faults_injected",
@@ -315,6 +314,13 @@ impl Server {
 
     /// The services added, and those every server serves: health, reflection (v1 and v1alpha)
     /// and, when configured, channelz.
+    /// The descriptors of every service this server serves: those added, and health's.
+    fn all_descriptors(&self) -> Vec<&'static [u8]> {
+        let mut descriptors = self.descriptors.clone();
+        descriptors.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        descriptors
+    }
+
     fn all_routes(&mut self) -> Result<RoutesBuilder, ServeError> {
         let mut routes = std::mem::take(&mut self.routes);
         if self.config.channelz {
@@ -347,6 +353,7 @@ impl Server {
         let metrics = self.metrics();
         let channelz = crate::channelz::registry::register_server(addr, metrics.clone());
         let routes = self.all_routes()?;
+        let single_request = crate::descriptors::single_request(&self.all_descriptors());
         let Server {
             config,
             health,
@@ -361,10 +368,10 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let calls = tower::ServiceBuilder::new()
             .layer(RpcTelemetryLayer::new(metrics.clone()))
-            .layer(MessageSizeLimitLayer::new(
-                config.max_message_size,
-                config.compress_answers,
-            ))
+            .layer(
+                MessageSizeLimitLayer::new(config.max_message_size, config.compress_answers)
+                    .single_request(single_request),
+            )
             .layer(endpoint_header(config.advertise.clone(), addr))
             .layer(AuthzLayer::new(config.policy.clone()))
             // Only when there are faults: no layer, no cost per call.
@@ -390,6 +397,7 @@ impl Server {
                 settings,
                 tower::ServiceBuilder::new()
                     .layer(web::cors(web))
+                    .layer_fn(web::Http1)
                     .layer(tonic_web::GrpcWebLayer::new())
                     .service(calls),
                 incoming,
@@ -417,7 +425,8 @@ impl Server {
 }
 
 /// The layer that names the serving instance in every response (`ENDPOINT_HEADER`): the
-/// `advertise` address configured, else `addr` unless it is unspecified.
+/// `advertise` address configured, else `addr` unless it is unspecified; and adds the trailers
+/// a handler set ([`trailers::set`]).
 fn endpoint_header(
     advertise: Option<String>,
     addr: SocketAddr,
@@ -425,7 +434,8 @@ fn endpoint_header(
     let advertise = advertise
         .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.to_string()))
         .and_then(|a| http::HeaderValue::try_from(a).ok());
-    tower::util::MapResponseLayer::new(move |mut response: http::Response<Body>| {
+    tower::util::MapResponseLayer::new(move |response: http::Response<Body>| {
+        let mut response = trailers::from_handler(response);
         if let Some(value) = &advertise {
             response
                 .headers_mut()
@@ -524,6 +534,8 @@ fn accept(
 ) -> ReceiverStream<std::io::Result<Policed<Preface>>> {
     let (tx, rx) = mpsc::channel(64);
     let (tls, handshake) = (config.tls.clone(), config.handshake_timeout);
+    // gRPC-Web may come over HTTP/1.1: TLS offers it beside HTTP/2 (ALPN).
+    let http1 = config.grpc_web.is_some();
     let keepalive = (config.keepalive_interval, config.keepalive_timeout);
     let pings = config.ping_policy;
     tokio::spawn(async move {
@@ -563,7 +575,7 @@ fn accept(
                 }
                 continue;
             };
-            let (acceptor, tx) = (tls.acceptor(), tx.clone());
+            let (acceptor, tx) = (tls.acceptor(http1), tx.clone());
             tokio::spawn(async move {
                 if let Some(stream) = tls_handshake(acceptor, tcp, peer, deadline).await {
                     let _ = tx.send(Ok(policed(Conn::Tls(Box::new(stream))))).await;

@@ -186,13 +186,25 @@ impl<S: GrpcService> hyper::service::Service<http::Request<Incoming>> for Calls<
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.peer.clone());
         let timeout = crate::deadline::timeout_of(request.headers());
+        let web = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .filter(|v| v.as_bytes().starts_with(b"application/grpc-web"))
+            .cloned();
         let inner = match call_now(&mut self.stack.clone(), request) {
             Some(future) => Either::Left(future),
             None => Either::Right(std::future::ready(Ok(not_ready()))),
         };
         Deadline {
             inner,
-            expires: timeout.map(|timeout| (timeout, Box::pin(tokio::time::sleep(timeout)))),
+            expires: timeout.map(|timeout| {
+                let timer = Box::pin(tokio::time::sleep(timeout));
+                Box::new(Expiry {
+                    timeout,
+                    timer,
+                    web,
+                })
+            }),
         }
     }
 }
@@ -203,10 +215,18 @@ pin_project_lite::pin_project! {
     struct Deadline<F> {
         #[pin]
         inner: F,
-        // The caller's timeout and its timer, boxed: most calls have no deadline, and a `Sleep`
-        // would make every call's future larger.
-        expires: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+        // Boxed: most calls have no deadline, and a `Sleep` would make every call's future
+        // larger.
+        expires: Option<Box<Expiry>>,
     }
+}
+
+/// A call's deadline: the caller's timeout and its timer, and for a gRPC-Web call its content
+/// type, which the DEADLINE_EXCEEDED answer must have (this layer is outside tonic-web's).
+struct Expiry {
+    timeout: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    web: Option<http::HeaderValue>,
 }
 
 impl<F> Future for Deadline<F>
@@ -220,13 +240,18 @@ where
         if let Poll::Ready(answer) = this.inner.poll(cx) {
             return Poll::Ready(answer);
         }
-        let Some((timeout, timer)) = this.expires.as_mut() else {
+        let Some(expiry) = this.expires.as_mut() else {
             return Poll::Pending;
         };
-        std::task::ready!(timer.as_mut().poll(cx));
+        std::task::ready!(expiry.timer.as_mut().poll(cx));
         let status = tonic::Status::deadline_exceeded(format!(
-            "the caller's deadline (grpc-timeout {timeout:?}) passed before the server answered"
+            "the caller's deadline (grpc-timeout {:?}) passed before the server answered",
+            expiry.timeout
         ));
-        Poll::Ready(Ok(status.into_http()))
+        let mut answer = status.into_http();
+        if let Some(web) = expiry.web.take() {
+            answer.headers_mut().insert(http::header::CONTENT_TYPE, web);
+        }
+        Poll::Ready(Ok(answer))
     }
 }

@@ -28,7 +28,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use prost::Message;
 use tokio::task::futures::TaskLocalFuture;
 use tonic::Status;
 use tonic::body::Body;
@@ -117,31 +116,6 @@ pub fn go_code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// `/package.Service/Method` → its `grpc_type`, from encoded `FileDescriptorSet`s.
-fn method_types(descriptors: &[&[u8]]) -> HashMap<String, &'static str> {
-    let mut types = HashMap::new();
-    for fds in descriptors {
-        let Ok(set) = prost_types::FileDescriptorSet::decode(*fds) else {
-            continue;
-        };
-        for file in set.file {
-            for service in &file.service {
-                let name = format!("{}.{}", file.package(), service.name());
-                for method in &service.method {
-                    let kind = match (method.client_streaming(), method.server_streaming()) {
-                        (false, false) => "unary",
-                        (true, false) => "client_stream",
-                        (false, true) => "server_stream",
-                        (true, true) => "bidi_stream",
-                    };
-                    types.insert(format!("/{name}/{}", method.name()), kind);
-                }
-            }
-        }
-    }
-    types
-}
-
 /// One method's finished calls and their latency (estimated from the histogram's buckets, as
 /// Prometheus' `histogram_quantile` does), for the dashboard.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -220,7 +194,7 @@ impl RpcMetrics {
             received,
             sent,
             seconds,
-            types: method_types(descriptors),
+            types: crate::descriptors::method_types(descriptors),
             described: Box::default(),
             methods: RwLock::default(),
             other: std::sync::OnceLock::new(),

@@ -155,7 +155,10 @@ pub struct ServerTls {
 }
 
 struct Loaded {
+    /// HTTP/2 only (ALPN `h2`): gRPC.
     acceptor: TlsAcceptor,
+    /// HTTP/2 or HTTP/1.1 (ALPN `h2`, `http/1.1`): for a server that serves gRPC-Web too.
+    with_http1: TlsAcceptor,
     stamps: Vec<Option<SystemTime>>,
     checked: Instant,
 }
@@ -177,9 +180,10 @@ impl ServerTls {
     /// # Errors
     /// A file is missing or does not hold what it should.
     pub fn load(files: ServerTlsFiles) -> Result<Self, TlsError> {
-        let config = files.build()?;
+        let (acceptor, with_http1) = acceptors(files.build()?);
         let state = Mutex::new(Loaded {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor,
+            with_http1,
             stamps: files.stamps(),
             checked: Instant::now(),
         });
@@ -198,8 +202,9 @@ impl ServerTls {
         self.files.client_ca.is_some()
     }
 
-    /// The acceptor for the next handshake: the files' current contents.
-    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+    /// The acceptor for the next handshake: the files' current contents, offering HTTP/1.1 as
+    /// well as HTTP/2 when `http1` (gRPC-Web).
+    pub(crate) fn acceptor(&self, http1: bool) -> TlsAcceptor {
         let mut state = crate::sync::lock(&self.state);
         if state.checked.elapsed() >= RELOAD_CHECK {
             state.checked = Instant::now();
@@ -207,7 +212,7 @@ impl ServerTls {
             if stamps != state.stamps {
                 match self.files.build() {
                     Ok(config) => {
-                        state.acceptor = TlsAcceptor::from(Arc::new(config));
+                        (state.acceptor, state.with_http1) = acceptors(config);
                         state.stamps = stamps;
                         tracing::info!(cert = %self.files.cert.display(), "TLS certificates reloaded");
                     }
@@ -218,8 +223,21 @@ impl ServerTls {
                 }
             }
         }
-        state.acceptor.clone()
+        match http1 {
+            true => state.with_http1.clone(),
+            false => state.acceptor.clone(),
+        }
     }
+}
+
+/// The acceptors of `config` (ALPN `h2`): as it is, and offering `http/1.1` too.
+fn acceptors(config: rustls::ServerConfig) -> (TlsAcceptor, TlsAcceptor) {
+    let mut with_http1 = config.clone();
+    with_http1.alpn_protocols.push(b"http/1.1".to_vec());
+    (
+        TlsAcceptor::from(Arc::new(config)),
+        TlsAcceptor::from(Arc::new(with_http1)),
+    )
 }
 
 /// What a server knows of the connection a request came on. In every request's extensions.
