@@ -306,8 +306,8 @@ fn ms(micros: u64) -> String {
     format!("{:.3} ms", micros as f64 / 1000.0)
 }
 
-/// `calcmesh bench`.
-pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+/// The flags that cannot go together, or are out of range.
+fn check(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.concurrency >= 1 && args.connections >= 1,
         "--concurrency and --connections must be at least 1"
@@ -320,6 +320,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         !(args.new_connection && matches!(args.rpc, BenchRpc::CalculateStream)),
         "--new-connection makes one connection per call; calculate-stream keeps its streams open"
     );
+    Ok(())
+}
+
+/// `calcmesh bench`.
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    check(&args)?;
     let config = args.client.config()?;
     // With --new-connection every call makes its own.
     let shared = if args.new_connection {
@@ -384,11 +390,21 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     progress.abort();
     interrupted.abort();
 
+    report(&args, &total, elapsed, warmup)
+}
+
+/// Prints the report; success when any call succeeded.
+fn report(
+    args: &BenchArgs,
+    total: &Tally,
+    elapsed: Duration,
+    warmup: Duration,
+) -> anyhow::Result<ExitCode> {
     let ok = total.status.get("OK").copied().unwrap_or(0);
     if args.json {
-        say!("{}", json_report(&args, &total, elapsed));
+        say!("{}", json_report(args, total, elapsed));
     } else {
-        print_report(&args, &total, elapsed, warmup);
+        print_report(args, total, elapsed, warmup);
     }
     Ok(if ok > 0 {
         ExitCode::SUCCESS

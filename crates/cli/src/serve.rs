@@ -149,7 +149,7 @@ impl Register {
     /// Registers `addr` (or the advertised address); the returned future deregisters.
     #[cfg(feature = "etcd")]
     fn start(self, addr: SocketAddr) -> anyhow::Result<impl Future<Output = ()>> {
-        use calcmesh_runtime::etcd::{Registration, RegistrationConfig};
+        use calcmesh_runtime::client::etcd::{Registration, RegistrationConfig};
         let Target::Etcd { endpoints, service } = self.target else {
             anyhow::bail!(
                 "--register takes an etcd://HOST:PORT/SERVICE target, not {}",
@@ -198,14 +198,18 @@ fn with_grpc_web(admin: Admin, config: &ServerConfig, listener: &TcpListener) ->
 }
 
 /// Runs the chosen service until SIGINT/SIGTERM, then drains (deregistering first).
-pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
-    // Handlers first: a signal from here on drains instead of killing the process.
-    let signal = shutdown::signal();
-    let health_listen = match &serve {
-        Serve::Calculator(args) => args.server.health_listen,
-        Serve::Evaluator(args) => args.server.health_listen,
-    };
-    let (name, server, listener, register, admin) = match serve {
+/// A server built from its command line, not yet serving.
+struct Built {
+    name: &'static str,
+    server: calcmesh_runtime::Server,
+    listener: tokio::net::TcpListener,
+    register: Option<Register>,
+    admin: Option<(std::net::SocketAddr, Admin)>,
+}
+
+/// The server `serve` asks for, bound to its address.
+fn build(serve: Serve) -> anyhow::Result<Built> {
+    Ok(match serve {
         Serve::Calculator(CalculatorArgs { server: args, etcd }) => {
             let config = args.config()?;
             let listener = listen(args.listen, &config)?;
@@ -214,7 +218,13 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
             let admin = args
                 .admin
                 .map(|addr| (addr, Admin::new().name("calculator").server(&server)));
-            ("calculator", server, listener, register, admin)
+            Built {
+                name: "calculator",
+                server,
+                listener,
+                register,
+                admin,
+            }
         }
         Serve::Evaluator(EvaluatorArgs {
             server: args,
@@ -235,9 +245,31 @@ pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
                 (addr, with_grpc_web(admin, &config, &listener))
             });
             let register = Register::from_args(&args, &balancing.etcd)?;
-            ("evaluator", server, listener, register, admin)
+            Built {
+                name: "evaluator",
+                server,
+                listener,
+                register,
+                admin,
+            }
         }
+    })
+}
+
+pub(crate) async fn run(serve: Serve) -> anyhow::Result<ExitCode> {
+    // Handlers first: a signal from here on drains instead of killing the process.
+    let signal = shutdown::signal();
+    let health_listen = match &serve {
+        Serve::Calculator(args) => args.server.health_listen,
+        Serve::Evaluator(args) => args.server.health_listen,
     };
+    let Built {
+        name,
+        server,
+        listener,
+        register,
+        admin,
+    } = build(serve)?;
     let addr = listener.local_addr()?;
     server.check_listen(addr)?;
     let deregister = register.map(|r| r.start(addr)).transpose()?;

@@ -151,6 +151,38 @@ fn encode_down(
     )
 }
 
+/// Per target: how many endpoints are in each state.
+fn encode_states(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    channels: &[Arc<Shared>],
+) -> Result<(), fmt::Error> {
+    use prometheus_client::metrics::MetricType::Gauge;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    write_family(
+        encoder,
+        (
+            "calcmesh_client_endpoints",
+            "Endpoints of the target by state: eligible (takes calls), not_serving, down, connecting, ejected (an outlier)",
+            Gauge,
+        ),
+        channels.iter().flat_map(|c| {
+            let counts = c.balancer.counts();
+            [
+                ("eligible", counts.eligible),
+                ("not_serving", counts.not_serving),
+                ("down", counts.down),
+                ("connecting", counts.connecting),
+                ("ejected", counts.ejected),
+            ]
+            .map(|(state, n)| {
+                let labels = [("target", c.target.clone()), ("state", state.to_owned())];
+                (labels, ConstGauge::new(n as i64))
+            })
+        }),
+    )
+}
+
 /// Per target: endpoints by state; per endpoint: calls outstanding and ejections.
 fn encode_endpoints(
     encoder: &mut prometheus_client::encoding::DescriptorEncoder,
@@ -174,28 +206,7 @@ fn encode_endpoints(
         [("target", t.clone()), ("endpoint", e.authority.clone())]
     };
 
-    write_family(
-        encoder,
-        (
-            "calcmesh_client_endpoints",
-            "Endpoints of the target by state: eligible (takes calls), not_serving, down, connecting, ejected (an outlier)",
-            Gauge,
-        ),
-        channels.iter().flat_map(|c| {
-            let counts = c.balancer.counts();
-            [
-                ("eligible", counts.eligible),
-                ("not_serving", counts.not_serving),
-                ("down", counts.down),
-                ("connecting", counts.connecting),
-                ("ejected", counts.ejected),
-            ]
-            .map(|(state, n)| {
-                let labels = [("target", c.target.clone()), ("state", state.to_owned())];
-                (labels, ConstGauge::new(n as i64))
-            })
-        }),
-    )?;
+    encode_states(encoder, channels)?;
     encode_down(encoder, &endpoints)?;
     write_family(
         encoder,
