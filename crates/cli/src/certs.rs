@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use calcmesh_runtime::certs::{self, InitOptions};
+use calcmesh_runtime::tls::certs::{self, InitOptions};
 
 use crate::cli::Certs;
 

@@ -503,7 +503,7 @@ impl ServerArgs {
             _ => None,
         };
         let mut policy = match &self.policy {
-            Some(path) => Some(calcmesh_runtime::authz::AuthzPolicy::load(path)?),
+            Some(path) => Some(calcmesh_runtime::server::authz::AuthzPolicy::load(path)?),
             None => None,
         };
         for rule in &self.allow {

@@ -6,7 +6,7 @@
 //! - [`up`]: `calcmesh up` — a local mesh in one process, in steps.
 //! - [`certs`]: `calcmesh certs …` — a development CA.
 //! - [`client`]: `calcmesh calc | summarize | factorize | eval` — the clients.
-//! - [`bench`]: `calcmesh bench` — the load generator.
+//! - [`bench`](mod@bench): `calcmesh bench` — the load generator.
 //!
 //! The binary only parses arguments and calls the libraries; exit status 0 is success, 1 a
 //! failed call or server error, 2 bad usage.

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use calcmesh_calculator::CalculatorService;
 use calcmesh_runtime::admin::Admin;
-use calcmesh_runtime::authz::AuthzPolicy;
-use calcmesh_runtime::certs::{self, InitOptions};
+use calcmesh_runtime::server::authz::AuthzPolicy;
 use calcmesh_runtime::server::web::GrpcWeb;
+use calcmesh_runtime::tls::certs::{self, InitOptions};
 use calcmesh_runtime::tls::{ClientTls, ServerTls, ServerTlsFiles};
 use calcmesh_runtime::{ClientConfig, ServerConfig, Target, connect, shutdown};
 

@@ -573,7 +573,7 @@ async fn a_service_config_published_in_etcd_reaches_running_clients() {
         "no timeout yet: the call waits 300 ms"
     );
 
-    let key = calcmesh_runtime::etcd::EtcdDiscovery::config_key("calculator");
+    let key = calcmesh_runtime::client::etcd::EtcdDiscovery::config_key("calculator");
     let timeout = r#"{"methodConfig": [{"name": [{"service": "calculator.Calculator"}], "timeout": "0.1s"}]}"#;
     assert!(etcd.etcdctl(&["put", &key, timeout]).await.0);
     eventually(
@@ -696,7 +696,7 @@ async fn a_discovery_session_keeps_its_etcd_member_and_leaves_a_frozen_one_withi
         "the session left the frozen member after {moved:?}\n{}",
         evaluator.logs()
     );
-    let value = calcmesh_runtime::etcd::registration_value("127.0.0.1:1");
+    let value = calcmesh_runtime::client::etcd::registration_value("127.0.0.1:1");
     let (put, _) = next
         .etcdctl(&["put", "calculator/127.0.0.1:1", &value])
         .await;
@@ -714,9 +714,9 @@ async fn a_discovery_session_keeps_its_etcd_member_and_leaves_a_frozen_one_withi
 
 /// What one discovery session knows: the endpoints its changes add up to, kept by a task.
 fn follow(etcd: &Etcd, service: &str) -> Arc<std::sync::Mutex<BTreeSet<String>>> {
-    use calcmesh_runtime::discovery::{Change, Discover};
+    use calcmesh_runtime::client::discovery::{Change, Discover};
     use futures_util::StreamExt;
-    let discovery = calcmesh_runtime::etcd::EtcdDiscovery::new(
+    let discovery = calcmesh_runtime::client::etcd::EtcdDiscovery::new(
         vec![etcd.addr.clone()],
         service.to_owned(),
         None,
@@ -744,7 +744,7 @@ fn follow(etcd: &Etcd, service: &str) -> Arc<std::sync::Mutex<BTreeSet<String>>>
 /// every few milliseconds; each session must end up knowing all 150.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_sessions_started_while_instances_register_miss_none() {
-    use calcmesh_runtime::etcd::{Registration, RegistrationConfig};
+    use calcmesh_runtime::client::etcd::{Registration, RegistrationConfig};
     const N: u16 = 150;
     let etcd = Etcd::start().await;
     let register = |i: u16| {

@@ -219,10 +219,7 @@ impl Call {
             response,
             stream_type: request.stream_type(),
             delay: Duration::from_millis(request.request_delay_ms.into()),
-            cancel: request
-                .cancel
-                .as_ref()
-                .and_then(|c| c.cancel_timing),
+            cancel: request.cancel.as_ref().and_then(|c| c.cancel_timing),
             result: ClientResponseResult::default(),
         })
     }

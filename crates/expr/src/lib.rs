@@ -2,7 +2,7 @@
 //! binary operation (for calcmesh, a gRPC call to a calculator). Nothing here knows of gRPC.
 //!
 //! # Layout
-//! - [`parse`]: an iterative (shunting-yard) parser with [`Limits`]; no input can overflow the
+//! - [`parse`](mod@parse): an iterative (shunting-yard) parser with [`Limits`]; no input can overflow the
 //!   stack, and every error names what was expected and where ([`ParseError`]).
 //! - [`eval`]: [`Program::evaluate`] runs every binary operation through a caller-given async
 //!   function, as many at once as the expression's shape allows; [`Program::evaluate_local`]

@@ -29,7 +29,38 @@
 //!   `h2` (HTTP/2 frame headers read in passing: the server's ping policing, the client's
 //!   connection watch).
 //!
-//! The old flat paths (`calcmesh_runtime::balance`, `::authz`, `::metrics`, …) stay as re-exports.
+//! Each module has one path (`calcmesh_runtime::client::balance`, `::server::authz`, …); the
+//! crate's root re-exports only the types a service needs first (below).
+//!
+//! # A server and a channel
+//! A [`Server`] serves your tonic services (`add_service`) with everything above around them;
+//! [`connect`] gives a [`MeshChannel`] that generated clients take. Both in one process:
+//! ```
+//! use calcmesh_runtime::{ClientConfig, Server, ServerConfig, Target, bind, connect};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ServerConfig::default();
+//! let listener = bind("127.0.0.1:0".parse()?, &config)?; // port 0: any free port
+//! let addr = listener.local_addr()?;
+//! let server = Server::new(config); // .add_service(YourServiceServer::new(handlers))
+//! let health = server.health();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let serving = tokio::spawn(server.serve(listener, async {
+//!     let _ = stopped.await; // serves until this completes, then drains
+//! }));
+//!
+//! let target: Target = addr.to_string().parse()?; // or dns:///host:port, etcd:///name
+//! let channel = connect(&target, &ClientConfig::default())?;
+//! // YourServiceClient::new(channel.clone()).your_method(request).await?
+//! channel.wait_for_endpoints(|endpoints| endpoints.eligible > 0).await;
+//! assert_eq!(health.is_serving(""), Some(true));
+//!
+//! stop.send(()).ok();
+//! serving.await??;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod admin;
 mod backoff;
@@ -50,17 +81,10 @@ mod sync;
 pub mod telemetry;
 pub mod tls;
 
-#[cfg(feature = "etcd")]
-pub use client::etcd;
-pub use client::{balance, discovery, retry};
-pub use server::{authz, health, limits};
-pub use telemetry::{metrics, trace};
-pub use tls::certs;
-
-pub use authz::AuthzPolicy;
-pub use balance::{EndpointCounts, LbPolicy};
+pub use client::balance::{EndpointCounts, LbPolicy};
 pub use client::{ClientConfig, ClientError, MeshChannel, Target, connect};
-pub use health::HealthState;
+pub use server::authz::AuthzPolicy;
+pub use server::health::HealthState;
 pub use server::{
     ENDPOINT_HEADER, GrpcService, ServeError, Server, ServerConfig, ServerStats, bind, serve_health,
 };

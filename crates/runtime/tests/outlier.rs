@@ -11,8 +11,8 @@ use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::Request;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
 use calcmesh_runtime::client::ServiceConfig;
-use calcmesh_runtime::metrics::ServerMetrics;
 use calcmesh_runtime::server::fault::Fault;
+use calcmesh_runtime::telemetry::metrics::ServerMetrics;
 use calcmesh_runtime::{ClientConfig, MeshChannel, ServerConfig, Target};
 use calcmesh_testkit::Running;
 

@@ -1,5 +1,5 @@
 //! TLS, mutual TLS, identity and authorization, over real sockets with certificates from
-//! `calcmesh_runtime::certs`.
+//! `calcmesh_runtime::tls::certs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use calcmesh_calculator::CalculatorService;
 use calcmesh_proto::calculator::Request;
 use calcmesh_proto::calculator::calculator_client::CalculatorClient;
-use calcmesh_runtime::authz::AuthzPolicy;
-use calcmesh_runtime::certs::{self, InitOptions};
+use calcmesh_runtime::server::authz::AuthzPolicy;
+use calcmesh_runtime::tls::certs::{self, InitOptions};
 use calcmesh_runtime::tls::{ClientTls, PeerInfo, ServerTls, ServerTlsFiles};
 use calcmesh_runtime::{ClientConfig, MeshChannel, ServeError, Server, ServerConfig, Target};
 use calcmesh_testkit::{Intercept, Running};

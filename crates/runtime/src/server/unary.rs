@@ -6,7 +6,7 @@
 //! built from a `Status`. For a plain call that is most of what a server does per call besides
 //! HTTP/2 itself (see BENCHMARKS.md, "Instructions per call"). [`Unary`] takes the plain calls
 //! of one method — no `grpc-encoding` (or `identity`), no `grpc-accept-encoding` left after
-//! [`encoding`](super::encoding) admitted the call, so the answer is plain too — and leaves
+//! `encoding` admitted the call, so the answer is plain too — and leaves
 //! everything else to the tonic service it wraps. A body that turns out not to be exactly one
 //! uncompressed message that decodes, or that ends in trailers or an error, is handed to tonic
 //! as it came (its bytes replayed), so tonic stays the one place that answers those cases.
@@ -43,7 +43,7 @@ type Answer = Result<http::Response<Body>, Infallible>;
 /// The calculator's (`calcmesh_calculator::mesh_server`), where `answer` is what the
 /// `Calculator` trait's `calculate` returns too:
 ///
-/// ```ignore
+/// ```text
 /// let handler = service.clone();
 /// Unary::new(
 ///     CalculatorServer::new(service),
