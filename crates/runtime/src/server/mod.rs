@@ -16,6 +16,7 @@ mod encoding;
 pub mod fault;
 pub mod health;
 pub mod keepalive;
+pub mod layered;
 pub mod limits;
 mod ready;
 mod routes;
@@ -266,6 +267,18 @@ impl Server {
         self.health.set_serving(S::NAME, true);
         self.routes.add_service(service);
         self
+    }
+
+    /// Adds a tonic service behind a tower `layer` of your own (authentication, logging, …):
+    /// the layer sees each call's HTTP request and response, inside the server's own layers
+    /// (limits, authorisation, metrics), and the service keeps its name.
+    pub fn add_layered<S, L>(self, layer: L, service: S) -> Self
+    where
+        S: NamedService + 'static,
+        L: tower_layer::Layer<S>,
+        L::Service: GrpcService + Sync,
+    {
+        self.add_service(layered::Layered::<_, S>::new(layer.layer(service)))
     }
 
     /// Registers an encoded `FileDescriptorSet` for server reflection.
