@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the README's commands exactly as written, on a clean checkout, and checks what they print.
 
-    python3 scripts/readme_check.py                      # README.md and deploy/README.md
+    python3 scripts/readme_check.py                      # README.md, docs/*.md, deploy/README.md
     python3 scripts/readme_check.py --list               # how each block is treated, nothing run
     python3 scripts/readme_check.py --only 'Secure it'   # blocks whose heading contains the text
 
@@ -56,7 +56,20 @@ import time
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = ["README.md", "deploy/README.md"]
+def docs_in_order() -> list[str]:
+    """README.md, the reference pages in docs/ in the order docs/README.md lists them (a page
+    may use what an earlier one made: certificates, a running etcd), then deploy/README.md."""
+    index = os.path.join(ROOT, "docs", "README.md")
+    pages = []
+    if os.path.exists(index):
+        with open(index) as f:
+            for name in re.findall(r"\]\(([a-z0-9-]+\.md)\)", f.read()):
+                if name not in pages:
+                    pages.append(name)
+    return ["README.md"] + [f"docs/{p}" for p in pages] + ["deploy/README.md"]
+
+
+DOCS = docs_in_order()
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
 MARKER = re.compile(r"^<!--\s*readme-test:\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(\s*)(```+)\s*(\S*)\s*$")
@@ -66,11 +79,11 @@ FENCE = re.compile(r"^(\s*)(```+)\s*(\S*)\s*$")
 READY = [
     (re.compile(r"--register\b"), "log:etcd: registered"),
     (re.compile(r"\bup\b"), "log:stop with Ctrl-C"),
-    (re.compile(r"\bserve (calculator|evaluator)\b|calc_server\.py|server\.js|go run \./server|interop\.CalcServer"), "log:listening on"),
+    (re.compile(r"\bserve (calculator|evaluator)\b|calc_server\.py|server\.js|go run \./server|interop\.CalcServer|notes-server"), "log:listening on"),
     (re.compile(r"^etcd\b"), "tcp:127.0.0.1:2379"),
 ]
 # Ports the README's commands bind; taken ones would make the check fail in confusing ways.
-PORTS = [2379, 2380, 50050, 50051, 50052, 50053, 50054, 50055, 50056, 50057, 50060, 50061, 50090, 50091, 50092, 50093,
+PORTS = [2379, 2380, 50050, 50051, 50052, 50053, 50054, 50055, 50056, 50057, 50058, 50060, 50061, 50090, 50091, 50092, 50093,
          50151, 50152, 50153]
 CARGO_STATUS = re.compile(r"^\s*(Compiling|Finished|Running|Blocking|Updating|Downloaded|Downloading|Locking|Adding)\b")
 PRELUDE = 'calcmesh() { cargo run -q --release -- "$@"; }\n'

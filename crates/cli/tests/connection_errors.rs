@@ -73,21 +73,22 @@ fn says(stderr: &str, addr: &str, message: &str) {
     for vague in ["connection closed", "operation was canceled", "broken pipe"] {
         assert!(!stderr.contains(vague), "`{vague}` in:\n{stderr}");
     }
-    in_readme(message);
+    in_docs(message);
 }
 
-/// The README's table "When the connection fails" shows `message` as the CLI prints it.
-fn in_readme(message: &str) {
-    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
-    let readme = std::fs::read_to_string(readme).expect("README.md");
-    let table = readme
-        .split("### When the connection fails")
+/// The table "When the connection fails" of `docs/errors.md` shows `message` as the CLI prints
+/// it.
+fn in_docs(message: &str) {
+    let page = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md");
+    let page = std::fs::read_to_string(page).expect("docs/errors.md");
+    let table = page
+        .split("## When the connection fails")
         .nth(1)
         .and_then(|rest| rest.split("\n#").next())
-        .expect("README.md has a section `### When the connection fails`");
+        .expect("docs/errors.md has a section `## When the connection fails`");
     assert!(
         table.contains(message),
-        "README.md's table `When the connection fails` should show `{message}` as the CLI prints it"
+        "docs/errors.md's table `When the connection fails` should show `{message}` as the CLI prints it"
     );
 }
 
@@ -260,7 +261,7 @@ async fn an_identity_the_policy_does_not_admit_is_named_with_the_method() {
     let denied =
         "PERMISSION_DENIED: spiffe://calcmesh/admin may not call /calculator.Calculator/Calculate";
     assert!(stderr.contains(denied), "{stderr}");
-    in_readme(denied);
+    in_docs(denied);
 }
 
 /// A loopback listener that answers every connection with `answer` (after reading what the
@@ -392,7 +393,7 @@ async fn an_http_status_instead_of_grpc_maps_as_the_spec_says() {
             "HTTP {status}: expected {code} and `{message}` in:\n{stderr}"
         );
         if status == 404 {
-            in_readme(&message); // the README's row shows the first
+            in_docs(&message); // the table's row shows the first
         }
     }
 }
