@@ -2,7 +2,7 @@
 //! takes them) say of each method: the one place they are read for it, by the metrics (each
 //! method's `grpc_type`) and the server (which methods take exactly one request message).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use prost::Message;
 
@@ -33,7 +33,7 @@ pub(crate) fn method_types(descriptors: &[&[u8]]) -> HashMap<String, &'static st
 }
 
 /// The paths of the methods whose request is one message (unary and server-streaming).
-pub(crate) fn single_request(descriptors: &[&[u8]]) -> HashSet<String> {
+pub(crate) fn single_request(descriptors: &[&[u8]]) -> fnv::FnvHashSet<String> {
     method_types(descriptors)
         .into_iter()
         .filter(|(_, kind)| matches!(*kind, "unary" | "server_stream"))

@@ -18,7 +18,6 @@
 //! at the same limit and answers RESOURCE_EXHAUSTED — a small message that would inflate to
 //! gigabytes never holds more than the limit in memory.
 
-use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -37,7 +36,7 @@ use crate::telemetry::metrics::ReceivedMessages;
 pub struct MessageSizeLimitLayer {
     limit: usize,
     answers: CompressAnswers,
-    single: Arc<HashSet<String>>,
+    single: Arc<fnv::FnvHashSet<String>>,
 }
 
 impl MessageSizeLimitLayer {
@@ -55,7 +54,7 @@ impl MessageSizeLimitLayer {
     /// server-streaming) with UNIMPLEMENTED when it sends no message or more than one — the
     /// gRPC spec's cardinality violation, which tonic lets pass (it reads the first message
     /// and drops the rest, or answers INTERNAL "Missing request message").
-    pub fn single_request(mut self, paths: HashSet<String>) -> Self {
+    pub fn single_request(mut self, paths: fnv::FnvHashSet<String>) -> Self {
         self.single = Arc::new(paths);
         self
     }
@@ -80,7 +79,7 @@ pub struct MessageSizeLimit<S> {
     inner: S,
     limit: usize,
     answers: CompressAnswers,
-    single: Arc<HashSet<String>>,
+    single: Arc<fnv::FnvHashSet<String>>,
 }
 
 /// HTTP 415, with INVALID_ARGUMENT naming the type, for a request that is not gRPC.
