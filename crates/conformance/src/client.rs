@@ -38,7 +38,6 @@ struct Answer {
 }
 
 /// Channels by what makes them differ (address, TLS, receive limit), made once each.
-#[derive(Default)]
 pub struct Channels {
     made: Mutex<HashMap<Vec<u8>, MeshChannel>>,
     dir: PathBuf,
@@ -102,12 +101,7 @@ fn channel(request: &ClientCompatRequest, dir: &Path) -> anyhow::Result<MeshChan
 
 /// The server's certificate as the CA, and the client certificate if the runner sent one.
 fn tls(request: &ClientCompatRequest, dir: &Path) -> anyhow::Result<ClientTls> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let write = |name: &str, bytes: &[u8]| -> anyhow::Result<PathBuf> {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(path)
-    };
+    let write = |name: &str, bytes: &[u8]| crate::wire::pem_file(dir, name, bytes);
     let ca = write("server-ca.pem", &request.server_tls_cert)?;
     let identity = match &request.client_tls_creds {
         Some(creds) => Some((

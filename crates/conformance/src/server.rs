@@ -3,7 +3,7 @@
 //! runtime [`Server`] configuration, the same one every calcmesh service runs on.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -38,12 +38,7 @@ fn tls(request: &ServerCompatRequest, dir: &Path) -> anyhow::Result<ServerTls> {
         .server_creds
         .as_ref()
         .context("use_tls without server_creds: the runner sent no certificate")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let write = |name: &str, bytes: &[u8]| -> anyhow::Result<PathBuf> {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(path)
-    };
+    let write = |name: &str, bytes: &[u8]| crate::wire::pem_file(dir, name, bytes);
     let files = ServerTlsFiles {
         cert: write("server.pem", &creds.cert)?,
         key: write("server.key", &creds.key)?,

@@ -1,5 +1,5 @@
 //! The runner's protocol on stdin and stdout: each message is its length, a big-endian `u32`,
-//! then its protobuf bytes.
+//! then its protobuf bytes; and the PEMs it sends, as files.
 
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -37,4 +37,21 @@ pub async fn write(
     output.write_all(&bytes).await?;
     output.flush().await?;
     Ok(())
+}
+
+/// Writes the runner's PEM `bytes` (a certificate or a key) to `dir/name`, for the runtime's
+/// TLS, which loads files.
+///
+/// # Errors
+/// `dir` cannot be created or the file written.
+pub fn pem_file(
+    dir: &std::path::Path,
+    name: &str,
+    bytes: &[u8],
+) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }

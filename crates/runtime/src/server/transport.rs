@@ -186,11 +186,9 @@ impl<S: GrpcService> hyper::service::Service<http::Request<Incoming>> for Calls<
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.peer.clone());
         let timeout = crate::deadline::timeout_of(request.headers());
-        let web = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .filter(|v| v.as_bytes().starts_with(b"application/grpc-web"))
-            .cloned();
+        let web = crate::server::web::is_grpc_web(request.headers())
+            .then(|| request.headers().get(http::header::CONTENT_TYPE).cloned())
+            .flatten();
         let inner = match call_now(&mut self.stack.clone(), request) {
             Some(future) => Either::Left(future),
             None => Either::Right(std::future::ready(Ok(not_ready()))),

@@ -60,7 +60,7 @@ pub(crate) fn cors(config: &GrpcWeb) -> CorsLayer {
 pub(crate) struct Http1<S>(pub(crate) S);
 
 /// Whether `headers` say gRPC-Web (`application/grpc-web`, `+proto`, `-text`…).
-fn is_grpc_web(headers: &http::HeaderMap) -> bool {
+pub(crate) fn is_grpc_web(headers: &http::HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
