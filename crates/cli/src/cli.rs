@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use calcmesh_evaluator::EvaluatorConfig;
 use calcmesh_expr::Limits;
-use calcmesh_runtime::client::ServiceConfig;
+use calcmesh_runtime::client::{Protocol, ServiceConfig};
 use calcmesh_runtime::compression::Compression;
 use calcmesh_runtime::{ClientConfig, LbPolicy, ServerConfig, Target};
 use clap::{Args, Parser, Subcommand};
@@ -597,6 +597,11 @@ pub(crate) struct BalancingArgs {
     /// bad update is logged and the last good one kept.
     #[arg(long, env = "CALCMESH_DNS_SERVICE_CONFIG")]
     pub(crate) dns_service_config: bool,
+    /// What calls travel as: grpc (HTTP/2), grpc-web (gRPC-Web over HTTP/2), or grpc-web-http1
+    /// (gRPC-Web over HTTP/1.1, a connection per call, bidirectional streams half duplex): for
+    /// servers, or proxies in front of them, that take gRPC-Web only.
+    #[arg(long, env = "CALCMESH_PROTOCOL", default_value_t = Protocol::default())]
+    pub(crate) protocol: Protocol,
     /// How long to wait for a TCP connection.
     #[arg(long, env = "CALCMESH_CONNECT_TIMEOUT", default_value_t = ClientConfig::default().connect_timeout.into())]
     pub(crate) connect_timeout: humantime::Duration,
@@ -637,6 +642,7 @@ impl BalancingArgs {
             idempotent: calcmesh_proto::idempotent_methods(),
             service_config: self.service_config.clone(),
             dns_service_config: self.dns_service_config,
+            protocol: self.protocol,
             ..ClientConfig::default()
         })
     }

@@ -484,3 +484,32 @@ async fn a_server_that_takes_no_connection_in_time_is_a_connect_timeout() {
     );
     drop((held, listener));
 }
+
+/// A calculator serving gRPC only (no `--grpc-web`), in plaintext on loopback.
+async fn grpc_only_calculator() -> ServerProcess {
+    let args = ["serve", "calculator", "--listen", "127.0.0.1:0"];
+    ServerProcess::launch(BIN, &args, "listening on ", &[]).await
+}
+
+#[tokio::test]
+async fn grpc_web_over_http1_to_a_grpc_only_server_is_told_to_use_http2() {
+    let server = grpc_only_calculator().await;
+    let stderr = calc(&server.addr, &["--protocol", "grpc-web-http1"]).await;
+    says(
+        &stderr,
+        &server.addr,
+        "the server speaks HTTP/2 only, not the HTTP/1.1 of --protocol grpc-web-http1: call it with --protocol grpc-web or grpc (a calcmesh server takes HTTP/1.1 with --grpc-web)",
+    );
+}
+
+#[tokio::test]
+async fn grpc_web_to_a_grpc_only_server_is_told_to_use_grpc() {
+    let server = grpc_only_calculator().await;
+    let stderr = calc(&server.addr, &["--protocol", "grpc-web"]).await;
+    let message = "the server answered a gRPC-Web call with HTTP 415 Unsupported Media Type as gRPC, not gRPC-Web: it does not serve gRPC-Web; call it with --protocol grpc, or serve gRPC-Web there (calcmesh serve … --grpc-web)";
+    assert!(
+        stderr.contains(&format!("error: UNKNOWN: {message}")),
+        "expected UNKNOWN and `{message}` in:\n{stderr}"
+    );
+    in_docs(message);
+}

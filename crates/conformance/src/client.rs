@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use calcmesh_runtime::client::Protocol;
 use calcmesh_runtime::client::ServiceConfig;
 use calcmesh_runtime::client::reply::one_message;
 use calcmesh_runtime::tls::ClientTls;
@@ -24,8 +25,8 @@ use crate::headers;
 use crate::proto::client_compat_request::cancel::CancelTiming;
 use crate::proto::client_compat_response::Result as Outcome;
 use crate::proto::{
-    ClientCompatRequest, ClientCompatResponse, ClientErrorResult, ClientResponseResult,
-    Compression, ConformancePayload, Error, StreamType,
+    self, ClientCompatRequest, ClientCompatResponse, ClientErrorResult, ClientResponseResult,
+    Compression, ConformancePayload, Error, HttpVersion, StreamType,
 };
 use crate::service::RpcStatus;
 
@@ -59,6 +60,8 @@ impl Channels {
             server_tls_cert: request.server_tls_cert.clone(),
             client_tls_creds: request.client_tls_creds.clone(),
             message_receive_limit: request.message_receive_limit,
+            protocol: request.protocol,
+            http_version: request.http_version,
             ..ClientCompatRequest::default()
         }
         .encode_to_vec();
@@ -80,6 +83,12 @@ fn channel(request: &ClientCompatRequest, dir: &Path) -> anyhow::Result<MeshChan
         .context("the runner's host and port")?;
     let mut config = ClientConfig {
         max_attempts: 1,
+        protocol: protocol(request)?,
+        // The runner's reference servers have no health service, and connect-go's answers
+        // every call without an `x-test-case-name` header INVALID_ARGUMENT, which a health
+        // check rightly takes as the endpoint refusing: check nothing, as grpc-go's channels
+        // do unless the service config asks.
+        health_service: None,
         ..ClientConfig::default()
     };
     if !request.server_tls_cert.is_empty() {
@@ -97,6 +106,20 @@ fn channel(request: &ClientCompatRequest, dir: &Path) -> anyhow::Result<MeshChan
         )?));
     }
     Ok(connect(&target, &config)?)
+}
+
+/// gRPC, or gRPC-Web over HTTP/1.1 or HTTP/2, as the case asks.
+fn protocol(request: &ClientCompatRequest) -> anyhow::Result<Protocol> {
+    let http1 = request.http_version() == HttpVersion::HttpVersion1;
+    Ok(match request.protocol() {
+        proto::Protocol::Grpc if !http1 => Protocol::Grpc,
+        proto::Protocol::GrpcWeb if http1 => Protocol::GrpcWebHttp1,
+        proto::Protocol::GrpcWeb => Protocol::GrpcWebHttp2,
+        other => bail!(
+            "calcmesh's client speaks gRPC over HTTP/2 and gRPC-Web; not {other:?} over {:?}",
+            request.http_version()
+        ),
+    })
 }
 
 /// The server's certificate as the CA, and the client certificate if the runner sent one.

@@ -90,3 +90,13 @@ fn client_grpc_over_h2c() {
 fn client_grpc_over_tls_with_client_certificates() {
     judge("client", "grpc-tls");
 }
+
+#[test]
+fn client_grpc_web_over_http1_and_h2c() {
+    judge("client", "grpc-web-h2c");
+}
+
+#[test]
+fn client_grpc_web_over_tls_with_client_certificates() {
+    judge("client", "grpc-web-tls");
+}

@@ -332,15 +332,7 @@ pub(crate) fn goaway(code: u32, debug: &[u8]) -> Diagnosis {
 /// proxy's error page, a web server on the wrong port — as the gRPC spec maps it
 /// (`doc/http-grpc-status-mapping.md`): the code for its HTTP status, and what came back.
 pub(crate) fn http_answer(status: http::StatusCode, content_type: &str) -> (tonic::Code, String) {
-    use tonic::Code;
-    let code = match status.as_u16() {
-        400 => Code::Internal,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::Unimplemented,
-        429 | 502 | 503 | 504 => Code::Unavailable,
-        _ => Code::Unknown,
-    };
+    let code = http_code(status);
     let content_type = if content_type.is_empty() {
         "no content type"
     } else {
@@ -351,6 +343,59 @@ pub(crate) fn http_answer(status: http::StatusCode, content_type: &str) -> (toni
          at this address, or does the server not serve this method?"
     );
     (code, message)
+}
+
+/// The code the gRPC spec gives an HTTP status that is not gRPC's.
+fn http_code(status: http::StatusCode) -> tonic::Code {
+    use tonic::Code;
+    match status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+/// A gRPC-Web call answered as gRPC (content type `application/grpc`): a server that does not
+/// serve gRPC-Web, refusing the request's content type (a calcmesh server without
+/// `--grpc-web` answers HTTP 415).
+pub(crate) fn not_grpc_web(status: http::StatusCode) -> (tonic::Code, String) {
+    let code = if status.is_success() {
+        tonic::Code::Unknown
+    } else {
+        http_code(status)
+    };
+    let message = format!(
+        "the server answered a gRPC-Web call with HTTP {status} as gRPC, not gRPC-Web: it does \
+         not serve gRPC-Web; call it with --protocol grpc, or serve gRPC-Web there (calcmesh \
+         serve … --grpc-web)"
+    );
+    (code, message)
+}
+
+/// What the first bytes a server sent say, for a client speaking HTTP/1.1 (gRPC-Web): `None`
+/// for an HTTP/1 answer. `head` holds at least 4 bytes.
+pub(crate) fn first_bytes_http1(head: &[u8], tls: bool) -> Option<Diagnosis> {
+    const SETTINGS: u8 = 4;
+    Some(match head {
+        [b'H', b'T', b'T', b'P', ..] => return None,
+        [21 | 22, 3, ..] if !tls => needs_tls(),
+        [_, _, _, SETTINGS, ..] => diagnosis(
+            "not_http1",
+            "the server speaks HTTP/2 only, not the HTTP/1.1 of --protocol grpc-web-http1: call \
+             it with --protocol grpc-web or grpc (a calcmesh server takes HTTP/1.1 with \
+             --grpc-web)",
+        ),
+        _ => diagnosis(
+            "not_http1",
+            format!(
+                "the server does not speak HTTP/1.1 (it sent {:?}): check the port",
+                String::from_utf8_lossy(head)
+            ),
+        ),
+    })
 }
 
 /// A plaintext client on a TLS port, for the server's log.

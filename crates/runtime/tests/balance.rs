@@ -294,3 +294,64 @@ async fn wait_for_ready_waits_for_a_server_that_starts_later() {
     assert_eq!(answer.into_inner().result, 2.0);
     running.stop().await;
 }
+
+/// A health service that refuses every watch after its response headers (the status in the
+/// trailers, no update before it), as connect-go's reference server answers a call it does not
+/// expect.
+struct RefusingHealth;
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for RefusingHealth {
+    async fn check(
+        &self,
+        _: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        Err(tonic::Status::permission_denied("no health for you"))
+    }
+
+    type WatchStream = futures_util::stream::Once<
+        std::future::Ready<Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>,
+    >;
+
+    async fn watch(
+        &self,
+        _: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        let refusal = Err(tonic::Status::permission_denied("no health for you"));
+        Ok(tonic::Response::new(futures_util::stream::once(
+            std::future::ready(refusal),
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_health_watch_refused_in_its_trailers_takes_the_endpoint_down() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(tonic_health::pb::health_server::HealthServer::new(
+                RefusingHealth,
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel =
+        calcmesh_runtime::connect(&Target::Static(vec![addr]), &ClientConfig::default()).unwrap();
+    let down = tokio::time::timeout(
+        Duration::from_secs(5),
+        channel.wait_for_endpoints(|c| c.down == 1),
+    )
+    .await;
+    assert!(
+        down.is_ok(),
+        "refused health: down {:?}",
+        channel.endpoints()
+    );
+    let status = CalculatorClient::new(channel)
+        .calculate(add(1))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("no health for you"), "{status:?}");
+    server.abort();
+}

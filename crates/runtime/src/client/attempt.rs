@@ -207,7 +207,7 @@ impl Shared {
                 }
             }
         }
-        Ok((result.map_err(BoxError::from), outstanding))
+        Ok((result, outstanding))
     }
 
     /// After an attempt's transport error: the error that ends the call, or `None` when it may

@@ -2,7 +2,8 @@
 //!
 //! tonic's balanced channel reports load 0 for every endpoint, so its power-of-two-choices is a
 //! random pick, and it knows nothing of health. This balancer keeps, per endpoint:
-//! - one tonic [`Channel`] (one HTTP/2 connection, reconnected on demand);
+//! - one transport (tonic's channel over one HTTP/2 connection, or gRPC-Web; reconnected on
+//!   demand);
 //! - the number of calls outstanding on it (from the request until its response body ends);
 //! - its state, fed by a `grpc.health.v1` Watch on that same connection: NOT_SERVING takes it
 //!   out of rotation at once; a connection that fails puts it out too, and the watcher retries
@@ -19,7 +20,6 @@ use std::sync::{Arc, RwLock, Weak};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -28,6 +28,7 @@ use crate::backoff::Backoff;
 use crate::channelz::registry::{CallCounts, Connectivity, SocketStats, next_id, now_ms};
 use crate::client::connector::CurrentSocket;
 use crate::client::outlier::{OutlierDetection, OutlierState};
+use crate::client::transport::Transport;
 
 /// How a client spreads calls over endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -127,7 +128,7 @@ impl State {
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) authority: String,
-    pub(crate) channel: Channel,
+    pub(crate) channel: Transport,
     /// Its channelz subchannel id.
     pub(crate) id: i64,
     /// Its connection now, for channelz.
@@ -288,55 +289,76 @@ async fn watch_health(endpoint: Weak<Endpoint>, service: String) {
         let Some(channel) = endpoint.upgrade().map(|e| e.channel.clone()) else {
             return;
         };
-        let set = |state| {
-            if let Some(e) = endpoint.upgrade() {
-                e.set_state(state);
-            }
-        };
         let request = HealthCheckRequest {
             service: service.clone(),
         };
-        match HealthClient::new(channel).watch(request).await {
-            Ok(stream) => {
-                let mut stream = stream.into_inner();
-                let mut updates = 0;
-                while let Ok(Some(update)) = stream.message().await {
-                    backoff.reset();
-                    updates += 1;
-                    set(if update.status() == ServingStatus::Serving {
-                        State::Serving
-                    } else {
-                        State::NotServing
-                    });
-                }
-                // The stream ended: a draining server already said NOT_SERVING; a lost
-                // connection (a server closing an old one, a host gone silent and found out by
-                // the keepalive) says nothing. Out of rotation while a new connection is made:
-                // a watch that worked is tried again at once, and if that fails the endpoint is
-                // down (below).
-                let serving = endpoint
-                    .upgrade()
-                    .is_some_and(|e| e.state() == State::Serving);
-                if serving {
-                    set(State::Connecting);
-                }
-                if updates > 0 {
+        let refused = match HealthClient::new(channel).watch(request).await {
+            Ok(stream) => match follow_health(&endpoint, stream.into_inner(), &mut backoff).await {
+                Ok(true) => continue,
+                Ok(false) => {
+                    tokio::time::sleep(backoff.next()).await;
                     continue;
                 }
+                Err(status) => status,
+            },
+            Err(status) => status,
+        };
+        if refused.code() == tonic::Code::Unimplemented {
+            // No health service there (e.g. a peer in another language): trust calls alone.
+            if let Some(e) = endpoint.upgrade() {
+                e.set_state(State::Serving);
             }
-            Err(status) if status.code() == tonic::Code::Unimplemented => {
-                // No health service there (e.g. a peer in another language): trust calls alone.
-                set(State::Serving);
-                return;
-            }
-            Err(status) => {
-                tracing::debug!(%status, "health watch failed");
-                if let Some(e) = endpoint.upgrade() {
-                    e.set_down(e.explain(&status));
-                }
-            }
+            return;
+        }
+        // Any other refusal (e.g. PERMISSION_DENIED, or a server that answers every call it
+        // does not expect with INVALID_ARGUMENT) leaves the endpoint down, as grpc-go's health
+        // check does (TRANSIENT_FAILURE), and the watch is tried again after a backoff.
+        tracing::debug!(status = %refused, "health watch failed");
+        if let Some(e) = endpoint.upgrade() {
+            e.set_down(e.explain(&refused));
         }
         tokio::time::sleep(backoff.next()).await;
+    }
+}
+
+/// Applies a watch's updates to `endpoint` until the stream ends. `Ok(true)`: it said something
+/// (watch again at once); `Ok(false)`: it ended quietly before any update (again after a
+/// backoff); `Err`: the status that ended it before any update (a server may send its refusal
+/// after the response headers rather than as a trailers-only response).
+async fn follow_health(
+    endpoint: &Weak<Endpoint>,
+    mut stream: tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+    backoff: &mut Backoff,
+) -> Result<bool, tonic::Status> {
+    let mut updates = 0;
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(update)) => {
+                backoff.reset();
+                updates += 1;
+                let state = if update.status() == ServingStatus::Serving {
+                    State::Serving
+                } else {
+                    State::NotServing
+                };
+                if let Some(e) = endpoint.upgrade() {
+                    e.set_state(state);
+                }
+            }
+            Ok(None) => break None,
+            Err(status) => break Some(status),
+        }
+    };
+    // The stream ended: a draining server already said NOT_SERVING; a lost connection (a server
+    // closing an old one, a host gone silent and found out by the keepalive) says nothing. Out
+    // of rotation while a new connection is made: a watch that worked is tried again at once,
+    // and if that fails the endpoint is down.
+    if let Some(e) = endpoint.upgrade().filter(|e| e.state() == State::Serving) {
+        e.set_state(State::Connecting);
+    }
+    match ended {
+        Some(status) if updates == 0 => Err(status),
+        _ => Ok(updates > 0),
     }
 }
 
@@ -376,7 +398,7 @@ impl EndpointCounts {
 }
 
 /// Makes the channel of a new endpoint from its `host:port`.
-type ChannelFactory = Box<dyn Fn(&str) -> Option<(Channel, CurrentSocket)> + Send + Sync>;
+type ChannelFactory = Box<dyn Fn(&str) -> Option<(Transport, CurrentSocket)> + Send + Sync>;
 
 /// The endpoint set of one target.
 pub(crate) struct Balancer {
@@ -404,7 +426,7 @@ impl Balancer {
     pub(crate) fn new(
         policy: LbPolicy,
         health_service: Option<String>,
-        make_channel: impl Fn(&str) -> Option<(Channel, CurrentSocket)> + Send + Sync + 'static,
+        make_channel: impl Fn(&str) -> Option<(Transport, CurrentSocket)> + Send + Sync + 'static,
     ) -> Self {
         Self {
             policy: AtomicU8::new(policy.code()),

@@ -41,6 +41,48 @@ pub struct ClientConfig {
     /// For `dns:` targets, take the service config published in TXT `_grpc_config.NAME` (it
     /// replaces `service_config` while published). Default off, as in gRPC.
     pub dns_service_config: bool,
+    /// What the calls travel as. Default gRPC over HTTP/2.
+    pub protocol: Protocol,
+}
+
+/// What a channel's calls travel as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC over HTTP/2 (cleartext, or TLS with ALPN `h2`): what every gRPC server speaks.
+    #[default]
+    Grpc,
+    /// gRPC-Web over HTTP/2: for servers that take gRPC-Web only (behind a browser-facing
+    /// proxy, say). Every kind of call, bidirectional streams included.
+    GrpcWebHttp2,
+    /// gRPC-Web over HTTP/1.1 (TLS with ALPN `http/1.1`): a connection per call in flight.
+    /// A bidirectional stream works half duplex (all requests, then the answers): HTTP/1.1
+    /// servers and proxies do not answer before the request has ended.
+    GrpcWebHttp1,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "grpc" => Ok(Protocol::Grpc),
+            "grpc-web" => Ok(Protocol::GrpcWebHttp2),
+            "grpc-web-http1" => Ok(Protocol::GrpcWebHttp1),
+            other => Err(format!(
+                "unknown protocol {other:?}: expected grpc, grpc-web (over HTTP/2) or grpc-web-http1"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Grpc => "grpc",
+            Protocol::GrpcWebHttp2 => "grpc-web",
+            Protocol::GrpcWebHttp1 => "grpc-web-http1",
+        })
+    }
 }
 
 impl Default for ClientConfig {
@@ -59,6 +101,7 @@ impl Default for ClientConfig {
             metrics: None,
             service_config: None,
             dns_service_config: false,
+            protocol: Protocol::Grpc,
         }
     }
 }

@@ -117,6 +117,10 @@ pub(crate) struct Connector {
     /// The keepalive time this endpoint's connections are made with.
     used: Duration,
     current: CurrentSocket,
+    /// Whether its connections speak HTTP/2 (whose frames are watched) or HTTP/1.1 (gRPC-Web).
+    http2: bool,
+    /// How long a connection may take, where no tonic endpoint bounds it (HTTP/1.1).
+    timeout: Option<Duration>,
 }
 
 impl Connector {
@@ -133,7 +137,19 @@ impl Connector {
             keepalive,
             used,
             current,
+            http2: true,
+            timeout: None,
         }
+    }
+
+    /// The same for HTTP/1.1 connections (gRPC-Web): TLS offers ALPN `http/1.1`, nothing reads
+    /// the bytes as HTTP/2 frames, and a connection not made within `timeout` fails (tonic's
+    /// endpoint bounds the HTTP/2 ones).
+    pub(crate) fn http1(mut self, timeout: Duration) -> Self {
+        self.http2 = false;
+        self.tls = self.tls.map(|tls| tls.for_http1());
+        self.timeout = Some(timeout);
+        self
     }
 
     async fn connect(self, uri: http::Uri) -> Result<TokioIo<Watched>, BoxError> {
@@ -157,6 +173,7 @@ impl Connector {
         *crate::sync::lock(&self.current.socket) = Arc::downgrade(&stats);
         Ok(TokioIo::new(Watched {
             inner: stream,
+            frames: self.http2,
             head: Some(Vec::new()),
             reading: Framer::new(0).keeping(GOAWAY),
             writing: Framer::new(PREFACE.len()),
@@ -206,7 +223,15 @@ impl tower_service::Service<http::Uri> for Connector {
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
-        Box::pin(self.clone().connect(uri))
+        let connecting = self.clone().connect(uri);
+        let Some(timeout) = self.timeout else {
+            return Box::pin(connecting);
+        };
+        Box::pin(async move {
+            tokio::time::timeout(timeout, connecting)
+                .await
+                .map_err(|elapsed| Box::new(elapsed) as BoxError)?
+        })
     }
 }
 
@@ -217,8 +242,10 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// ways for channelz's numbers.
 pub(crate) struct Watched {
     inner: Box<dyn Io>,
+    /// Whether it carries HTTP/2, whose frames are watched.
+    frames: bool,
     /// The server's first bytes until there are four (enough to tell HTTP/2 from TLS, HTTP/1 or
-    /// anything else); `None` once judged.
+    /// anything else, whichever this connection expects); `None` once judged.
     head: Option<Vec<u8>>,
     reading: Framer,
     writing: Framer,
@@ -301,6 +328,9 @@ impl Watch {
 impl Watched {
     /// Watches the first `n` bytes of `bufs`, just written.
     fn wrote(&mut self, bufs: &[std::io::IoSlice<'_>], mut n: usize) {
+        if !self.frames {
+            return;
+        }
         let (writing, watch) = (&mut self.writing, &mut self.watch);
         for buf in bufs {
             let part = &buf[..n.min(buf.len())];
@@ -340,7 +370,11 @@ impl Watched {
                 if head.len() < 4 {
                     return Ok(());
                 }
-                let why = diagnose::first_bytes(head, tls);
+                let why = if self.frames {
+                    diagnose::first_bytes(head, tls)
+                } else {
+                    diagnose::first_bytes_http1(head, tls)
+                };
                 self.head = None;
                 match why {
                     Some(why) => (why, ErrorKind::InvalidData, None),
@@ -394,6 +428,9 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let read = std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf));
         this.judge(read.map(|()| &buf.filled()[before..]))?;
+        if !this.frames {
+            return Poll::Ready(Ok(()));
+        }
         let watch = std::cell::RefCell::new(&mut this.watch);
         this.reading.feed_with_data(
             &buf.filled()[before..],

@@ -25,8 +25,10 @@ pub mod service_config;
 mod status;
 mod target;
 mod throttle;
+mod transport;
+mod web;
 
-pub use config::ClientConfig;
+pub use config::{ClientConfig, Protocol};
 pub use live_config::ConfigUpdates;
 pub use metrics::ClientMetrics;
 pub use service_config::{ServiceConfig, ServiceConfigError};
@@ -52,19 +54,16 @@ use crate::client::balance::{Balancer, EndpointCounts};
 use crate::client::connector::{Connector, CurrentSocket, Keepalive};
 use crate::client::discovery::{Change, Discover, Dns, StaticList};
 use crate::client::live_config::LiveConfig;
+use crate::client::transport::{Transport, WebChannel};
 
-/// One endpoint's tonic channel: its connections made by [`Connector`] (TCP, TLS, the watch for
-/// "too_many_pings"), with the channel's keepalive time as it is now.
-fn tonic_channel(
+/// One endpoint's transport: its connections made by [`Connector`] (TCP, TLS, the watch for
+/// "too_many_pings"), with the channel's keepalive time as it is now, carrying gRPC (tonic's
+/// channel) or gRPC-Web as the config says.
+fn endpoint_transport(
     authority: &str,
     config: &ClientConfig,
     keepalive: &Arc<Keepalive>,
-) -> Option<(Channel, CurrentSocket)> {
-    let mut endpoint = TonicEndpoint::from_shared(format!("http://{authority}")).ok()?;
-    if config.tls.is_some() {
-        // The connector makes the TLS handshake; the requests still say `https`.
-        endpoint = endpoint.origin(format!("https://{authority}").parse().ok()?);
-    }
+) -> Option<(Transport, CurrentSocket)> {
     let socket = CurrentSocket::default();
     let connector = Connector::new(
         authority,
@@ -72,13 +71,43 @@ fn tonic_channel(
         keepalive.clone(),
         socket.clone(),
     );
-    let channel = endpoint
-        .connect_timeout(config.connect_timeout)
-        .http2_keep_alive_interval(keepalive.time())
-        .keep_alive_timeout(config.keepalive_timeout)
-        .keep_alive_while_idle(true)
-        .connect_with_connector_lazy(connector);
-    Some((channel, socket))
+    let tls = config.tls.is_some();
+    let transport = match config.protocol {
+        Protocol::Grpc => {
+            Transport::Grpc(tonic_channel(authority, tls, config, keepalive, connector)?)
+        }
+        Protocol::GrpcWebHttp2 => {
+            Transport::WebHttp2(tonic_channel(authority, tls, config, keepalive, connector)?)
+        }
+        Protocol::GrpcWebHttp1 => Transport::WebHttp1(Box::new(WebChannel::new(
+            authority,
+            tls,
+            connector.http1(config.connect_timeout),
+        )?)),
+    };
+    Some((transport, socket))
+}
+
+fn tonic_channel(
+    authority: &str,
+    tls: bool,
+    config: &ClientConfig,
+    keepalive: &Arc<Keepalive>,
+    connector: Connector,
+) -> Option<Channel> {
+    let mut endpoint = TonicEndpoint::from_shared(format!("http://{authority}")).ok()?;
+    if tls {
+        // The connector makes the TLS handshake; the requests still say `https`.
+        endpoint = endpoint.origin(format!("https://{authority}").parse().ok()?);
+    }
+    Some(
+        endpoint
+            .connect_timeout(config.connect_timeout)
+            .http2_keep_alive_interval(keepalive.time())
+            .keep_alive_timeout(config.keepalive_timeout)
+            .keep_alive_while_idle(true)
+            .connect_with_connector_lazy(connector),
+    )
 }
 
 /// Reconnects each endpoint told "too_many_pings" with the channel's new keepalive time, until
@@ -144,7 +173,7 @@ pub fn connect(target: &Target, config: &ClientConfig) -> Result<MeshChannel, Cl
             Some(name) => Some(name),
             None => config.health_service.clone(),
         },
-        move |authority| tonic_channel(authority, &factory_config, &factory_keepalive),
+        move |authority| endpoint_transport(authority, &factory_config, &factory_keepalive),
     ));
     tokio::spawn(renew_endpoints(Arc::downgrade(&balancer), renewals));
     tokio::spawn(detect_outliers(

@@ -21,6 +21,8 @@ pub struct ClientTls {
     connector: TlsConnector,
     /// Our certificate (DER), for channelz; empty without one.
     local_certificate: Vec<u8>,
+    /// The protocol the server must agree to (ALPN): `h2`, or `http/1.1` for gRPC-Web.
+    alpn: &'static [u8],
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -67,7 +69,17 @@ impl ClientTls {
             server_name: None,
             connector: TlsConnector::from(Arc::new(config)),
             local_certificate,
+            alpn: b"h2",
         })
+    }
+
+    /// The same, offering and requiring HTTP/1.1 (ALPN `http/1.1`): for gRPC-Web over HTTP/1.1.
+    pub(crate) fn for_http1(mut self) -> Self {
+        let mut config = rustls::ClientConfig::clone(self.connector.config());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        self.connector = TlsConnector::from(Arc::new(config));
+        self.alpn = b"http/1.1";
+        self
     }
 
     /// When our certificate stops being valid, in ms since the Unix epoch; `None` without one.
@@ -90,7 +102,7 @@ impl ClientTls {
 
     /// The handshake over `tcp` to `host` (a name or an address; the certificate must name it,
     /// or the name given to [`with_server_name`](Self::with_server_name)). The server must agree
-    /// to HTTP/2, as gRPC over TLS requires.
+    /// to HTTP/2, as gRPC over TLS requires (or to HTTP/1.1, made [`for_http1`](Self::for_http1)).
     pub(crate) async fn handshake(
         &self,
         host: &str,
@@ -104,10 +116,12 @@ impl ClientTls {
             )
         })?;
         let stream = self.connector.connect(name, tcp).await?;
-        if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-            return Err(std::io::Error::other(
-                "the server did not agree to HTTP/2 over TLS (ALPN h2), which gRPC needs",
-            ));
+        if stream.get_ref().1.alpn_protocol() != Some(self.alpn) {
+            return Err(std::io::Error::other(if self.alpn == b"h2" {
+                "the server did not agree to HTTP/2 over TLS (ALPN h2), which gRPC needs"
+            } else {
+                "the server did not agree to HTTP/1.1 over TLS (ALPN http/1.1), which gRPC-Web over HTTP/1.1 needs"
+            }));
         }
         Ok(stream)
     }
