@@ -240,10 +240,12 @@ fn alert_received(alert: AlertDescription) -> Diagnosis {
     }
 }
 
+/// The frame type of SETTINGS, an HTTP/2 server's first frame: the fourth byte it sends.
+const SETTINGS: u8 = 4;
+
 /// What the first bytes a server sent say, when they are not HTTP/2 (whose server starts with a
 /// SETTINGS frame: its fourth byte is the frame type, 4). `head` holds at least 4 bytes.
 pub(crate) fn first_bytes(head: &[u8], tls: bool) -> Option<Diagnosis> {
-    const SETTINGS: u8 = 4;
     if head.get(3) == Some(&SETTINGS) {
         return None;
     }
@@ -378,7 +380,6 @@ pub(crate) fn not_grpc_web(status: http::StatusCode) -> (tonic::Code, String) {
 /// What the first bytes a server sent say, for a client speaking HTTP/1.1 (gRPC-Web): `None`
 /// for an HTTP/1 answer. `head` holds at least 4 bytes.
 pub(crate) fn first_bytes_http1(head: &[u8], tls: bool) -> Option<Diagnosis> {
-    const SETTINGS: u8 = 4;
     Some(match head {
         [b'H', b'T', b'T', b'P', ..] => return None,
         [21 | 22, 3, ..] if !tls => needs_tls(),

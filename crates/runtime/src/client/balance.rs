@@ -2,8 +2,8 @@
 //!
 //! tonic's balanced channel reports load 0 for every endpoint, so its power-of-two-choices is a
 //! random pick, and it knows nothing of health. This balancer keeps, per endpoint:
-//! - one transport (tonic's channel over one HTTP/2 connection, or gRPC-Web; reconnected on
-//!   demand);
+//! - one transport, reconnected on demand: tonic's channel over one HTTP/2 connection (gRPC,
+//!   or gRPC-Web), or for gRPC-Web over HTTP/1.1 hyper's pool of connections;
 //! - the number of calls outstanding on it (from the request until its response body ends);
 //! - its state, fed by a `grpc.health.v1` Watch on that same connection: NOT_SERVING takes it
 //!   out of rotation at once; a connection that fails puts it out too, and the watcher retries

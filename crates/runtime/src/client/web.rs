@@ -24,11 +24,7 @@ const MAX_TRAILERS: usize = 64 * 1024;
 /// `request`, a gRPC one, as gRPC-Web.
 pub(crate) fn request(mut request: http::Request<Body>, http1: bool) -> http::Request<Body> {
     let headers = request.headers_mut();
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("application/grpc"))
-        .map(|subtype| format!("application/grpc-web{subtype}"));
+    let content_type = subtype(headers, GRPC).map(|sub| format!("{GRPC_WEB}{sub}"));
     if let Some(value) = content_type.and_then(|v| HeaderValue::from_str(&v).ok()) {
         headers.insert(http::header::CONTENT_TYPE, value);
     }
@@ -48,18 +44,14 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<crate::error::BoxError>,
 {
-    if is_grpc_answer(response.headers()) {
+    // Answered as gRPC: the server did not take the call as gRPC-Web.
+    if subtype(response.headers(), GRPC).is_some() {
         let (code, message) = crate::diagnose::not_grpc_web(response.status());
         return Status::new(code, message).into_http();
     }
     let (mut parts, body) = response.into_parts();
-    let content_type = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("application/grpc-web"))
-        .filter(|subtype| subtype.is_empty() || subtype.starts_with('+'))
-        .and_then(|subtype| HeaderValue::from_str(&format!("application/grpc{subtype}")).ok());
+    let content_type = subtype(&parts.headers, GRPC_WEB)
+        .and_then(|sub| HeaderValue::from_str(&format!("{GRPC}{sub}")).ok());
     if let Some(value) = content_type {
         parts.headers.insert(http::header::CONTENT_TYPE, value);
     }
@@ -86,14 +78,19 @@ where
     http::Response::from_parts(parts, Body::new(body))
 }
 
-/// Whether `headers` say gRPC's content type, not gRPC-Web's: the server did not take the call
-/// as gRPC-Web.
-fn is_grpc_answer(headers: &HeaderMap) -> bool {
+const GRPC: &str = "application/grpc";
+const GRPC_WEB: &str = "application/grpc-web";
+
+/// The codec part of `headers`' content type when it is `base` or `base+codec` (`""` or
+/// `"+proto"`); `None` for any other content type (`application/grpc-web` is not
+/// `application/grpc` with something after it).
+fn subtype<'a>(headers: &'a HeaderMap, base: &str) -> Option<&'a str> {
     headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("application/grpc"))
-        .is_some_and(|subtype| subtype.is_empty() || subtype.starts_with('+'))
+        .get(http::header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .strip_prefix(base)
+        .filter(|sub| sub.is_empty() || sub.starts_with('+'))
 }
 
 pin_project_lite::pin_project! {
