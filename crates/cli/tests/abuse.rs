@@ -161,6 +161,38 @@ async fn a_wrong_content_type_is_refused() {
     stops_cleanly(server).await;
 }
 
+#[tokio::test]
+async fn a_request_that_is_not_grpc_is_told_so_in_words() {
+    let server = calculator().await;
+    let tcp = TcpStream::connect(&server.addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    // What curl sends: a GET without a content type, its body a DATA frame after the headers.
+    let request = http::Request::get(format!("http://{}/", server.addr))
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    send.send_data(Bytes::from_static(b"hello"), true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(response.headers()["grpc-status"], "3", "for a gRPC client");
+    let mut body = response.into_body();
+    let mut words = Vec::new();
+    while let Some(chunk) = body.data().await {
+        words.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(
+        String::from_utf8(words).unwrap(),
+        "content-type none is not a gRPC request: expected application/grpc\n"
+    );
+    still_answers(&server.addr).await;
+    stops_cleanly(server).await;
+}
+
 /// Writes `bytes`, then reads until the server closes the connection (at most 5 s); returns
 /// what it sent.
 async fn send_and_read_to_end(addr: &str, bytes: &[u8]) -> Vec<u8> {

@@ -44,8 +44,13 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<crate::error::BoxError>,
 {
-    // Answered as gRPC: the server did not take the call as gRPC-Web.
-    if subtype(response.headers(), GRPC).is_some() {
+    // Answered as gRPC, or refused as a gRPC server refuses what is not gRPC (HTTP 415 with a
+    // `grpc-status`, in text for a person, as calcmesh's own): the server did not take the call
+    // as gRPC-Web.
+    let refused_by_grpc = response.status() == http::StatusCode::UNSUPPORTED_MEDIA_TYPE
+        && response.headers().contains_key("grpc-status")
+        && subtype(response.headers(), GRPC_WEB).is_none();
+    if refused_by_grpc || subtype(response.headers(), GRPC).is_some() {
         let (code, message) = crate::diagnose::not_grpc_web(response.status());
         return Status::new(code, message).into_http();
     }
@@ -363,6 +368,21 @@ mod tests {
             .unwrap();
         let answer = response(answer);
         let status = tonic::Status::from_header_map(answer.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::Unknown);
+        assert!(status.message().contains("--protocol grpc"), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_grpc_server_s_refusal_in_text_says_the_server_does_not_serve_it() {
+        let answer = http::Response::builder()
+            .status(415)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("grpc-status", "3")
+            .body(http_body_util::Full::new(Bytes::from(
+                "not a gRPC request\n",
+            )))
+            .unwrap();
+        let status = tonic::Status::from_header_map(response(answer).headers()).unwrap();
         assert_eq!(status.code(), tonic::Code::Unknown);
         assert!(status.message().contains("--protocol grpc"), "{status:?}");
     }

@@ -15,6 +15,7 @@ pub mod authz;
 mod encoding;
 pub mod fault;
 pub mod health;
+mod http2;
 pub mod keepalive;
 pub mod layered;
 pub mod limits;

@@ -1,6 +1,6 @@
-//! Serving accepted connections: hyper's HTTP/2 on each (HTTP/1.1 too where gRPC-Web is
-//! served), and for each request the server's stack, given the caller's [`PeerInfo`] and held to
-//! the caller's `grpc-timeout`.
+//! Serving accepted connections: `h2` on each ([`http2`]), or hyper-util's HTTP/1-or-2 where
+//! gRPC-Web is served; and for each request the server's stack, given the caller's
+//! [`PeerInfo`] and held to the caller's `grpc-timeout`.
 //!
 //! This is what tonic's `Server` did for calcmesh, without what calcmesh never used of it: per
 //! call, tonic boxed a clone of the whole stack and wrapped it in four more services (error
@@ -27,6 +27,7 @@ use tonic::body::Body;
 use tonic::transport::server::Connected;
 
 use crate::server::GrpcService;
+use crate::server::http2;
 use crate::server::ready::{call_now, not_ready};
 use crate::tls::PeerInfo;
 
@@ -96,8 +97,9 @@ fn spawn<IO, S>(
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: GrpcService,
 {
-    let (io, max_age) = (TokioIo::new(io), settings.max_connection_age);
+    let max_age = settings.max_connection_age;
     if settings.http1 {
+        let io = TokioIo::new(io);
         // hyper-util's HTTP/1-or-2 connection borrows its builder: both live in the task.
         connections.spawn(async move {
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -110,11 +112,39 @@ fn spawn<IO, S>(
             drive(conn, draining, max_age).await;
         });
     } else {
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(settings.max_concurrent_streams)
-            .serve_connection(io, calls);
-        connections.spawn(drive(Box::pin(conn), draining, max_age));
+        let handshake = http2::builder(settings.max_concurrent_streams).handshake(io);
+        let conn = Box::pin(http2::Connection::new(handshake, calls));
+        connections.spawn(drive(conn, draining, max_age));
+    }
+}
+
+/// A connection that can be asked to end once its calls have: hyper's, or the `h2` one of
+/// [`http2`].
+trait Graceful: Future<Output = Result<(), Self::Error>> {
+    type Error: std::fmt::Display;
+    /// Sends the GOAWAY; the connection ends when its calls have.
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<C> Graceful for C
+where
+    C: GracefulConnection,
+    <C as GracefulConnection>::Error: std::fmt::Display,
+{
+    type Error = <C as GracefulConnection>::Error;
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        GracefulConnection::graceful_shutdown(self);
+    }
+}
+
+impl<IO, S> Graceful for http2::Connection<IO, S>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: GrpcService,
+{
+    type Error = h2::Error;
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.get_mut().graceful_shutdown();
     }
 }
 
@@ -126,8 +156,7 @@ async fn drive<C>(
     mut draining: watch::Receiver<bool>,
     max_age: Option<(Duration, Duration)>,
 ) where
-    C: GracefulConnection,
-    C::Error: std::fmt::Display,
+    C: Graceful,
 {
     // Timers boxed, made only when used: most connections never age, and an idle connection
     // costs its task's size.
@@ -148,7 +177,7 @@ async fn drive<C>(
         // A dropped sender is a drain too.
         _ = draining.wait_for(|draining| *draining) => None,
     };
-    conn.as_mut().graceful_shutdown();
+    Graceful::graceful_shutdown(conn.as_mut());
     let closing = async {
         match grace {
             Some(grace) => Box::pin(tokio::time::sleep(grace)).await,
@@ -172,18 +201,19 @@ fn closed<E: std::fmt::Display>(result: Result<(), E>) {
 /// A connection's calls: each request, with the connection's peer in its extensions, goes to a
 /// clone of the stack.
 #[derive(Clone)]
-struct Calls<S> {
+pub(super) struct Calls<S> {
     peer: PeerInfo,
     stack: S,
 }
 
-impl<S: GrpcService> hyper::service::Service<http::Request<Incoming>> for Calls<S> {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Deadline<Either<S::Future, Ready<Result<http::Response<Body>, Infallible>>>>;
+/// A call's answer, held to the caller's deadline.
+pub(super) type CallFuture<S> =
+    Deadline<Either<<S as tower_service::Service<http::Request<Body>>>::Future, Ready<Answered>>>;
+type Answered = Result<http::Response<Body>, Infallible>;
 
-    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
-        let mut request = request.map(Body::new);
+impl<S: GrpcService> Calls<S> {
+    /// Starts the call `request` makes.
+    pub(super) fn answer(&self, mut request: http::Request<Body>) -> CallFuture<S> {
         request.extensions_mut().insert(self.peer.clone());
         let timeout = crate::deadline::timeout_of(request.headers());
         let web = crate::server::web::is_grpc_web(request.headers())
@@ -207,10 +237,20 @@ impl<S: GrpcService> hyper::service::Service<http::Request<Incoming>> for Calls<
     }
 }
 
+impl<S: GrpcService> hyper::service::Service<http::Request<Incoming>> for Calls<S> {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = CallFuture<S>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        self.answer(request.map(Body::new))
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A call held to the caller's deadline until its response headers: past it, the answer is
     /// DEADLINE_EXCEEDED and the handler is dropped.
-    struct Deadline<F> {
+    pub(super) struct Deadline<F> {
         #[pin]
         inner: F,
         // Boxed: most calls have no deadline, and a `Sleep` would make every call's future

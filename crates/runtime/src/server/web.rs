@@ -88,8 +88,10 @@ where
             return Either::Right(self.0.call(request));
         }
         if !is_grpc_web(request.headers()) {
-            let refused = crate::server::limits::not_grpc(request.headers());
-            drop(Drained(request.into_body())); // read to its end, after the answer
+            let (head, body) = request.into_parts();
+            // Read to its end, in the background past what the answer waits for.
+            let body = Body::new(Drained(body));
+            let refused = crate::server::limits::not_grpc(&head.headers, body);
             return Either::Left(ready(Ok(refused)));
         }
         Either::Right(self.0.call(request.map(|body| Body::new(Drained(body)))))
