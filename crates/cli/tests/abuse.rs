@@ -64,12 +64,18 @@ async fn h2_call(addr: &str, content_type: &str, body: Bytes) -> (u16, String, S
     )
 }
 
+/// An HTTP/2 connection to `addr` made with the `h2` crate, driven in the background.
+async fn h2_client(addr: &str) -> h2::client::SendRequest<Bytes> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
 /// One request of `Calculate` with `headers`, `body` as the whole request body. Returns the
 /// HTTP status, and the response's headers and trailers in one map.
 async fn h2_request(addr: &str, headers: &[(&str, &str)], body: Bytes) -> (u16, http::HeaderMap) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
+    let mut client = h2_client(addr).await;
     let mut request =
         http::Request::post(format!("http://{addr}{CALCULATE}")).header("te", "trailers");
     for (name, value) in headers {
@@ -164,9 +170,7 @@ async fn a_wrong_content_type_is_refused() {
 #[tokio::test]
 async fn a_request_that_is_not_grpc_is_told_so_in_words() {
     let server = calculator().await;
-    let tcp = TcpStream::connect(&server.addr).await.unwrap();
-    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
+    let mut client = h2_client(&server.addr).await;
     // What curl sends: a GET without a content type, its body a DATA frame after the headers.
     let request = http::Request::get(format!("http://{}/", server.addr))
         .body(())
@@ -416,9 +420,7 @@ async fn an_unknown_encoding_is_unimplemented_and_names_the_known_ones() {
 #[tokio::test]
 async fn the_server_answers_deadline_exceeded_once_the_callers_grpc_timeout_passes() {
     let server = calculator().await;
-    let tcp = TcpStream::connect(&server.addr).await.unwrap();
-    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
+    let mut client = h2_client(&server.addr).await;
     let request = http::Request::post(format!(
         "http://{}/calculator.Calculator/Summarize",
         server.addr

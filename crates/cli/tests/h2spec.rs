@@ -15,14 +15,10 @@ use common::{ServerProcess, root};
 
 /// h2spec, as `./scripts/test` installs it.
 fn h2spec() -> String {
-    let path = root().join("target/interop/go/bin/h2spec");
-    assert!(
-        path.exists(),
-        "{} is missing: run ./scripts/test, or GOBIN={} go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible",
-        path.display(),
-        root().join("target/interop/go/bin").display()
-    );
-    path.display().to_string()
+    common::go_tool(
+        "h2spec",
+        "github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible",
+    )
 }
 
 /// The cases that fail, and why; CONFORMANCE.md lists them too.

@@ -15,17 +15,7 @@ use calcmesh_runtime::ClientConfig;
 use calcmesh_runtime::tls::ClientTls;
 use common::{HeldCall, Output, ServerProcess, calcmesh, root, run};
 
-/// A Go tool installed by `./scripts/test`.
-fn tool(name: &str, module: &str) -> String {
-    let path = root().join("target/interop/go/bin").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run ./scripts/test, or GOBIN={} go install {module}",
-        path.display(),
-        root().join("target/interop/go/bin").display()
-    );
-    path.display().to_string()
-}
+use common::go_tool as tool;
 
 fn grpcurl() -> String {
     tool(

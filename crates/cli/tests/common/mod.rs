@@ -25,6 +25,20 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A Go tool installed by `./scripts/test` into `target/interop/go/bin` (`module` is what to
+/// `go install` when it is missing).
+pub fn go_tool(name: &str, module: &str) -> String {
+    let bin = root().join("target/interop/go/bin");
+    let path = bin.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/test, or GOBIN={} go install {module}",
+        path.display(),
+        bin.display()
+    );
+    path.display().to_string()
+}
+
 /// A server process on a free port; killed if the test ends early.
 pub struct ServerProcess {
     pub child: Child,

@@ -83,9 +83,9 @@ pub struct MessageSizeLimit<S> {
     single: Arc<fnv::FnvHashSet<String>>,
 }
 
-/// HTTP 415 for a request (`headers`, `body`) that is not gRPC: `grpc-status` INVALID_ARGUMENT naming its content
-/// type in the headers, so a gRPC client can say what went wrong, and the same words as a text
-/// body, for a person with curl or a browser.
+/// HTTP 415 for a request (`headers`, `body`) that is not gRPC: `grpc-status` INVALID_ARGUMENT
+/// naming its content type in the headers, so a gRPC client can say what went wrong, and the
+/// same words as a text body, for a person with curl or a browser.
 ///
 /// The answer ends only once the request has (or once [`NOT_GRPC_READ`] bytes of it are read and
 /// dropped). Ended earlier, the stream would be closed while the client still sends, and an
