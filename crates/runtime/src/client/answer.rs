@@ -25,17 +25,18 @@ use crate::client::balance::Outstanding;
 use crate::client::throttle::Throttle;
 use crate::compression::Compression;
 use crate::framing::FrameScanner;
+use crate::headers::{GRPC_ENCODING, GRPC_STATUS, find};
 
 /// `response`'s head as gRPC reads it: a status among headers followed by a body is no status
 /// (the trailers' counts), and an encoding this client does not read makes the answer a
 /// trailers-only INTERNAL.
 pub(super) fn head(mut response: http::Response<Body>) -> http::Response<Body> {
-    if response.headers().contains_key("grpc-status") && !response.body().is_end_stream() {
+    if find(response.headers(), &GRPC_STATUS).is_some() && !response.body().is_end_stream() {
         for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
             response.headers_mut().remove(name);
         }
     }
-    let encoding = response.headers().get("grpc-encoding");
+    let encoding = find(response.headers(), &GRPC_ENCODING);
     let unread = encoding
         .and_then(|v| v.to_str().ok())
         .filter(|name| *name != "identity" && !Compression::is_accepted(name));
@@ -197,12 +198,13 @@ impl HttpBody for AnswerBody {
             let _ = this.scanner.scan(data, usize::MAX);
         }
         if let Some(trailers) = frame.trailers_ref() {
-            *this.status_seen = trailers.contains_key("grpc-status");
+            let status = find(trailers, &GRPC_STATUS);
+            *this.status_seen = status.is_some();
             if let Some(status) = self.at_end() {
                 return self.fail(status);
             }
             let this = self.as_mut().project();
-            let ok = trailers.get("grpc-status").is_some_and(|s| s == "0");
+            let ok = status.is_some_and(|s| s == "0");
             this.outstanding.record(ok);
             if let (true, Some(throttle)) = (ok, this.throttle.as_ref()) {
                 throttle.succeeded();

@@ -374,7 +374,7 @@ where
 /// The status of a trailers-only answer (`grpc-status` among the response headers): a call that
 /// failed before the server sent any headers of its own. `None`: the call is committed.
 pub(super) fn trailers_only_code(response: &http::Response<Body>) -> Option<tonic::Code> {
-    let status = response.headers().get("grpc-status")?;
+    let status = crate::headers::find(response.headers(), &crate::headers::GRPC_STATUS)?;
     let code: i32 = status.to_str().ok()?.parse().ok()?;
     Some(tonic::Code::from(code))
 }

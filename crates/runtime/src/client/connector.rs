@@ -12,7 +12,6 @@
 //! the handshake is therefore made here ([`ClientTls::handshake`]), beneath the frame watch, and
 //! tonic is given the `https` origin for the requests.
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io::ErrorKind;
 use std::pin::Pin;
@@ -178,8 +177,8 @@ impl Connector {
             reading: Framer::new(0).keeping(GOAWAY),
             writing: Framer::new(PREFACE.len()),
             watch: Watch {
-                open: HashSet::new(),
-                messages: HashMap::new(),
+                open: fnv::FnvHashSet::default(),
+                messages: fnv::FnvHashMap::default(),
                 stats,
                 told: false,
                 connector: self,
@@ -255,10 +254,10 @@ pub(crate) struct Watched {
 /// What the frames of one connection tell.
 struct Watch {
     /// Streams opened and not yet ended.
-    open: HashSet<u32>,
+    open: fnv::FnvHashSet<u32>,
     /// Per open stream, the gRPC messages passing each way (sent, received), found by their
     /// 5-byte prefixes in the DATA frames.
-    messages: HashMap<u32, [FrameScanner; 2]>,
+    messages: fnv::FnvHashMap<u32, [FrameScanner; 2]>,
     stats: Arc<SocketStats>,
     /// Whether the server said "too_many_pings" (acted on once).
     told: bool,
