@@ -51,6 +51,11 @@ impl Dnsmasq {
             .local_addr()
             .unwrap()
             .port();
+        Self::start_on(port, ips, extra)
+    }
+
+    /// dnsmasq on 127.0.0.1:`port`.
+    fn start_on(port: u16, ips: &[IpAddr], extra: &[&str]) -> Self {
         let hosts = tempfile_path::TempHosts(
             std::env::temp_dir().join(format!("calcmesh-dns-{port}.hosts")),
         );
@@ -271,6 +276,75 @@ async fn a_bad_service_config_in_dns_is_refused_and_the_given_one_kept() {
     assert_eq!(spread(&channel, &calculators, 30).await, [10, 10, 10]);
     let updates = channel.service_config_updates();
     assert_eq!((updates.applied, updates.refused), (0, 1));
+    for (running, _) in calculators {
+        running.stop().await;
+    }
+}
+
+/// Answers every DNS query on `socket` with SERVFAIL, sending when each one came.
+fn servfail(socket: UdpSocket) -> tokio::sync::mpsc::UnboundedReceiver<tokio::time::Instant> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    socket.set_nonblocking(true).unwrap();
+    let socket = tokio::net::UdpSocket::from_std(socket).unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            if n < 12 || tx.send(tokio::time::Instant::now()).is_err() {
+                return;
+            }
+            buf[2] |= 0x80; // a response (QR), to the same query id and question
+            buf[3] = 0x80 | 0x02; // recursion available, RCODE 2: SERVFAIL
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+    rx
+}
+
+/// A channel whose DNS server fails at first asks again within seconds (backoff from 100 ms,
+/// as gRPC's resolvers do), not after the whole re-resolution interval (30 s by default), and
+/// has its endpoints as soon as the server answers.
+#[tokio::test]
+async fn a_failed_resolution_is_retried_with_backoff() {
+    let (calculators, port) = calculators();
+    let ips: Vec<IpAddr> = calculators.iter().map(|(r, _)| r.addr.ip()).collect();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns_port = socket.local_addr().unwrap().port();
+    let mut queries = servfail(socket.try_clone().unwrap());
+    let target = Target::Dns {
+        server: Some(SocketAddr::from(([127, 0, 0, 1], dns_port))),
+        host: NAME.to_owned(),
+        port,
+    };
+    let channel = calcmesh_runtime::connect(&target, &ClientConfig::default()).unwrap();
+    let ten_s = Duration::from_secs(10);
+    let first = tokio::time::timeout(ten_s, queries.recv())
+        .await
+        .expect("a first query")
+        .unwrap();
+    // Answered SERVFAIL, the resolution fails; the channel must ask again, later than the
+    // resolver's own immediate retries but long before 30 s.
+    loop {
+        let next = tokio::time::timeout(ten_s, queries.recv())
+            .await
+            .expect("a query again within 10 s")
+            .unwrap();
+        if next - first >= Duration::from_millis(50) {
+            break;
+        }
+    }
+    drop((queries, socket));
+    let _dns = Dnsmasq::start_on(dns_port, &ips, &[]);
+    let done = tokio::time::timeout(
+        Duration::from_secs(15),
+        channel.wait_for_endpoints(|c| c.total == 3),
+    )
+    .await;
+    assert!(
+        done.is_ok(),
+        "three endpoints once dnsmasq answers: {:?}",
+        channel.endpoints()
+    );
+    calls(&channel, 3).await;
     for (running, _) in calculators {
         running.stop().await;
     }

@@ -21,6 +21,8 @@ use hickory_resolver::{Resolver, TokioResolver};
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::backoff::Backoff;
+
 /// A change to a target's set of endpoints (`host:port` strings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -161,6 +163,31 @@ impl Dns {
     }
 }
 
+impl Dns {
+    /// One round: the config, then the addresses. `None` once the channel has gone; otherwise
+    /// whether the addresses were resolved (a failure, or no records, is retried sooner).
+    async fn round(&self, resolver: &TokioResolver, tx: &mpsc::Sender<Change>) -> Option<bool> {
+        // The config first: the first calls, let go by the addresses, already follow it.
+        if !self.send_config(resolver, tx).await {
+            return None;
+        }
+        match self.resolve(resolver).await {
+            Ok(addrs) if !addrs.is_empty() => {
+                tracing::debug!(host = %self.host, ?addrs, "resolved");
+                tx.send(Change::Reset(addrs)).await.ok().map(|()| true)
+            }
+            Ok(_) => {
+                tracing::warn!(host = %self.host, "no A/AAAA records; keeping the last endpoints");
+                Some(false)
+            }
+            Err(err) => {
+                tracing::warn!(host = %self.host, %err, "DNS resolution failed; keeping the last endpoints");
+                Some(false)
+            }
+        }
+    }
+}
+
 impl Discover for Dns {
     fn changes(self: Box<Self>, connection_lost: Arc<Notify>) -> Changes {
         let (tx, rx) = mpsc::channel(1);
@@ -172,29 +199,24 @@ impl Discover for Dns {
                     return;
                 }
             };
+            // A failed resolution is tried again with backoff (100 ms doubling, at most the
+            // interval), as gRPC's resolvers do: waiting the whole interval would leave a
+            // channel started before its DNS server answered with no endpoints for 30 s.
+            let mut backoff = Backoff::new();
             loop {
-                // The config first: the first calls, let go by the addresses, already follow it.
-                if !self.send_config(&resolver, &tx).await {
+                let Some(resolved) = self.round(&resolver, &tx).await else {
                     return;
-                }
-                match self.resolve(&resolver).await {
-                    Ok(addrs) if !addrs.is_empty() => {
-                        tracing::debug!(host = %self.host, ?addrs, "resolved");
-                        if tx.send(Change::Reset(addrs)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {
-                        tracing::warn!(host = %self.host, "no A/AAAA records; keeping the last endpoints")
-                    }
-                    Err(err) => {
-                        tracing::warn!(host = %self.host, %err, "DNS resolution failed; keeping the last endpoints")
-                    }
-                }
-                tokio::time::sleep(MIN_DNS_INTERVAL).await;
+                };
+                let wait = if resolved {
+                    backoff.reset();
+                    tokio::time::sleep(MIN_DNS_INTERVAL).await;
+                    self.interval.saturating_sub(MIN_DNS_INTERVAL)
+                } else {
+                    backoff.next().min(self.interval)
+                };
                 tokio::select! {
-                    () = tokio::time::sleep(self.interval.saturating_sub(MIN_DNS_INTERVAL)) => {}
-                    () = connection_lost.notified() => tracing::debug!(host = %self.host, "connection lost: resolving again"),
+                    () = tokio::time::sleep(wait) => {}
+                    () = connection_lost.notified(), if resolved => tracing::debug!(host = %self.host, "connection lost: resolving again"),
                     () = tx.closed() => return,
                 }
             }
