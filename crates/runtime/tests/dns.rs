@@ -334,16 +334,7 @@ async fn a_failed_resolution_is_retried_with_backoff() {
     }
     drop((queries, socket));
     let _dns = Dnsmasq::start_on(dns_port, &ips, &[]);
-    let done = tokio::time::timeout(
-        Duration::from_secs(15),
-        channel.wait_for_endpoints(|c| c.total == 3),
-    )
-    .await;
-    assert!(
-        done.is_ok(),
-        "three endpoints once dnsmasq answers: {:?}",
-        channel.endpoints()
-    );
+    wait_for_total(&channel, 3, "three endpoints once dnsmasq answers").await;
     calls(&channel, 3).await;
     for (running, _) in calculators {
         running.stop().await;
